@@ -1,0 +1,200 @@
+"""Command line: parse arguments, show progress, call the API, map errors to exit codes.
+
+No analysis logic lives here. Exit codes: 0 done, 1 policy violations or critical findings,
+2 bad usage or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from analyzer import __version__
+from analyzer.errors import ConfscopeError
+
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other usage error
+        self.exit(EXIT_USAGE, f"confscope: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="confscope", description="Where did this call travel, and where were its keys handed out?")
+    p.add_argument("--version", action="version", version=f"confscope {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    a = sub.add_parser("analyze", help="analyse captures and write reports")
+    a.add_argument("captures", nargs="+", metavar="CAPTURE")
+    a.add_argument("-o", "--output", default="reports", metavar="DIR")
+    a.add_argument("--format", default="json,md,html,csv,parquet", help="comma-separated: json,md,html,csv,parquet")
+    _add_geo_policy_options(a)
+    _add_progress_option(a)
+
+    f = sub.add_parser("flows", help="print or write the flow table of one capture")
+    f.add_argument("capture", metavar="CAPTURE")
+    f.add_argument("--format", default="csv", choices=("csv", "json", "parquet"))
+    f.add_argument("-o", "--output", default="-", metavar="FILE", help="default: standard output (csv, json)")
+    f.add_argument("--engine", default="native", choices=("native", "tshark", "scapy"))
+    f.add_argument("--no-dissect", action="store_true", help="5-tuple flows only: skip dissection and apps")
+    _add_progress_option(f)
+
+    g = sub.add_parser("geo", help="geolocate addresses")
+    g.add_argument("ips", nargs="+", metavar="IP")
+    g.add_argument("--format", default="table", choices=("table", "json", "csv"))
+    g.add_argument("--geoip", action="append", default=[], metavar="DB.mmdb")
+
+    b = sub.add_parser("batch", help="analyse many captures (local processes or a Dask cluster)")
+    b.add_argument("inputs", nargs="+", metavar="DIR|GLOB|FILE")
+    b.add_argument("-o", "--output", required=True, metavar="DIR")
+    b.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    b.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
+    b.add_argument("--force", action="store_true", help="redo captures that already have a report")
+    b.add_argument("--merge", action="store_true", help="treat all inputs as one capture (rotated files)")
+    b.add_argument("--format", default="json,md,html,csv,parquet")
+    _add_geo_policy_options(b)
+
+    v = sub.add_parser("verify", help="compare the native engine with tshark on one capture")
+    v.add_argument("capture", metavar="CAPTURE")
+
+    d = sub.add_parser("demo", help="write the Citizen-Lab-like demo capture and analyse it")
+    d.add_argument("-o", "--output", default="reports", metavar="DIR")
+    d.add_argument("--capture", default=None, metavar="FILE", help="where to write the demo capture")
+    d.add_argument("--format", default="json,md,html,csv,parquet")
+    return p
+
+
+def _add_geo_policy_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--geoip", action="append", default=[], metavar="DB.mmdb", help="MaxMind-format database (repeatable)")
+    grp = p.add_mutually_exclusive_group()
+    grp.add_argument("--allow", metavar="CC,CC", help="countries allowed to carry the call")
+    grp.add_argument("--region", metavar="NAME", help="a named region, e.g. north-america, eu")
+    grp.add_argument("--policy", metavar="FILE.toml", help="allowed countries per role")
+    p.add_argument("--vantage", metavar="CC|LAT,LON", help="where the capture was taken")
+
+
+def _add_progress_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
+
+
+@contextmanager
+def progress_bar(path: str, mode: str):
+    """A rich progress bar by bytes read; shown on a terminal for captures above a few MB."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    show = mode == "always" or (mode == "auto" and sys.stderr.isatty() and size > 20_000_000)
+    if not show or size <= 0:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TimeRemainingColumn(), transient=True,
+    ) as bar:
+        task = bar.add_task(Path(path).name[:40], total=size)
+        yield lambda done: bar.update(task, completed=min(done, size))
+
+
+def cmd_flows(args: argparse.Namespace) -> int:
+    from analyzer.flowtable import flow_table
+
+    with progress_bar(args.capture, args.progress) as progress:
+        table, info = flow_table(args.capture, engine=args.engine, dissect=not args.no_dissect, progress=progress)
+    from analyzer.flowtable import write_flow_table
+
+    write_flow_table(table, args.format, args.output)
+    for w in info.get("warnings", [])[:20]:
+        print(f"confscope: warning: {_one_line(w)}", file=sys.stderr)
+    skipped = info.get("skipped_packets", 0)
+    if skipped:
+        print(f"confscope: {skipped} packets not in any flow: {info.get('skipped_by_reason')}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_geo(args: argparse.Namespace) -> int:
+    from analyzer.geo.cli_geo import run_geo
+
+    sys.stdout.write(run_geo(args.ips, args.format, args.geoip))
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from analyzer.engines.compare import run_verify
+
+    text, code = run_verify(args.capture)
+    print(text)
+    return code
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from analyzer.cli_analyze import run_analyze
+
+    return run_analyze(args)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from analyzer.cli_analyze import run_batch
+
+    return run_batch(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from analyzer.cli_analyze import run_demo
+
+    return run_demo(args)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "flows": cmd_flows,
+    "geo": cmd_geo,
+    "verify": cmd_verify,
+    "analyze": cmd_analyze,
+    "batch": cmd_batch,
+    "demo": cmd_demo,
+}
+
+
+def _one_line(text: object) -> str:
+    """Errors and warnings may quote captured bytes: keep them on one printable line."""
+    s = str(text)
+    return "".join(ch if ch.isprintable() else "?" for ch in s.replace("\n", " "))[:500]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfscopeError as exc:
+        if args.debug:
+            raise
+        print(f"confscope: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # `confscope flows x.pcap | head` closes the pipe early; that is not an error.
+        sys.stderr.close()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("confscope: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("confscope: error: out of memory", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug, not bad input: still one line, but a distinct exit code
+        if args.debug:
+            raise
+        print(f"confscope: internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug and "
+              "report it", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""Frames -> packet columns: the innermost IP 5-tuple of every frame, decoded with numpy."""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analyzer.capture.model import FrameChunk
+from analyzer.decode import reasons as R
+from analyzer.decode.fields import u16
+from analyzer.decode.link import ETH_IPV4, ETH_IPV6, ethertype_chain, link_layer
+from analyzer.decode.network import decode_ip
+from analyzer.decode.transport import PORTED, decode_transport
+from analyzer.decode.tunnels import INNER_ETHERNET, find_tunnels
+from analyzer.hashing import mix_columns
+
+MAX_TUNNEL_DEPTH = 4
+MAX_PENDING_FRAGMENTS = 65536
+
+
+@dataclass
+class PacketColumns:
+    """One entry per frame of a chunk (docs/internals.md, 'decode')."""
+
+    status: np.ndarray
+    ver: np.ndarray
+    proto: np.ndarray
+    src_hi: np.ndarray
+    src_lo: np.ndarray
+    dst_hi: np.ndarray
+    dst_lo: np.ndarray
+    sport: np.ndarray
+    dport: np.ndarray
+    tcp_flags: np.ndarray
+    tcp_seq: np.ndarray
+    l4_off: np.ndarray
+    l4_len: np.ndarray
+    encap: np.ndarray
+    fragment_tail: np.ndarray
+
+
+@dataclass
+class DecodeState:
+    """What decoding must remember across chunks: first fragments' ports."""
+
+    fragments: OrderedDict = field(default_factory=OrderedDict)
+    counters: Counter = field(default_factory=Counter)
+
+
+def decode_chunk(chunk: FrameChunk, state: DecodeState | None = None) -> PacketColumns:
+    state = state or DecodeState()
+    buf = chunk.buf
+    start = chunk.data_off
+    end = start + chunk.caplen
+    n = len(chunk)
+    et, pos, encap, status = link_layer(buf, start, end, chunk.linktype)
+    cols = PacketColumns(
+        status=status,
+        ver=np.zeros(n, np.uint8),
+        proto=np.zeros(n, np.uint8),
+        src_hi=np.zeros(n, np.uint64),
+        src_lo=np.zeros(n, np.uint64),
+        dst_hi=np.zeros(n, np.uint64),
+        dst_lo=np.zeros(n, np.uint64),
+        sport=np.zeros(n, np.int32),
+        dport=np.zeros(n, np.int32),
+        tcp_flags=np.zeros(n, np.int32),
+        tcp_seq=np.full(n, -1, np.int64),
+        l4_off=np.zeros(n, np.int64),
+        l4_len=np.zeros(n, np.int32),
+        encap=encap,
+        fragment_tail=np.zeros(n, bool),
+    )
+    frag_off = np.zeros(n, np.int64)
+    more_frags = np.zeros(n, bool)
+    frag_id = np.zeros(n, np.int64)
+
+    todo = np.flatnonzero(status == R.OK)
+    cur_et, cur_pos = et[todo], pos[todo]
+    for depth in range(MAX_TUNNEL_DEPTH + 1):
+        ip = decode_ip(buf, cur_et, cur_pos, end[todo])
+        first = ip.frag_off == 0
+        tr = decode_transport(buf, ip.proto, ip.l4pos, ip.ipend, first)
+        if depth == 0:
+            status[todo[~ip.ok]] = R.BAD_IP_HEADER
+        good = ip.ok
+        g = todo[good]
+        cols.ver[g] = ip.ver[good]
+        cols.proto[g] = ip.proto[good]
+        cols.src_hi[g], cols.src_lo[g] = ip.src_hi[good], ip.src_lo[good]
+        cols.dst_hi[g], cols.dst_lo[g] = ip.dst_hi[good], ip.dst_lo[good]
+        cols.sport[g], cols.dport[g] = tr.sport[good], tr.dport[good]
+        cols.tcp_flags[g], cols.tcp_seq[g] = tr.flags[good], tr.seq[good]
+        cols.l4_off[g], cols.l4_len[g] = tr.pay_off[good], tr.pay_len[good]
+        frag_off[g], more_frags[g], frag_id[g] = ip.frag_off[good], ip.more_frags[good], ip.frag_id[good]
+        status[g] = np.where(tr.ok[good], R.OK, R.TRUNCATED_TRANSPORT)
+
+        inner_et, inner_pos, bit = find_tunnels(
+            buf, ip.proto, ip.l4pos, ip.ipend, tr.sport, tr.dport, tr.pay_off, first & good & tr.ok
+        )
+        tun = good & (inner_et != -1)
+        if not tun.any():
+            break
+        if depth == MAX_TUNNEL_DEPTH:
+            state.counters["tunnel_depth_exceeded"] += int(tun.sum())
+            break
+        nxt = todo[tun]
+        cur_et, cur_pos = inner_et[tun], inner_pos[tun]
+        cols.encap[nxt] |= bit[tun]
+        eth = cur_et == INNER_ETHERNET
+        if eth.any():
+            sub_pos = cur_pos[eth]
+            t, p = ethertype_chain(buf, u16(buf, sub_pos + 12), sub_pos + 14, end[nxt[eth]], sub_enc := np.zeros(sub_pos.shape[0], np.int64))
+            cur_et[eth], cur_pos[eth] = t, p
+            cols.encap[nxt[eth]] |= sub_enc
+        is_ip = (cur_et == ETH_IPV4) | (cur_et == ETH_IPV6)
+        todo, cur_et, cur_pos = nxt[is_ip], cur_et[is_ip], cur_pos[is_ip]
+        if not todo.size:
+            break
+
+    _attribute_fragments(cols, frag_off, more_frags, frag_id, state)
+    return cols
+
+
+def _attribute_fragments(
+    cols: PacketColumns, frag_off: np.ndarray, more: np.ndarray, fid: np.ndarray, state: DecodeState
+) -> None:
+    """Give later IP fragments the ports of their first fragment (same src, dst, proto, id)."""
+    ok = cols.status == R.OK
+    ported = np.isin(cols.proto, PORTED)
+    heads = np.flatnonzero(ok & ported & (frag_off == 0) & more)
+    tails = np.flatnonzero(ok & (frag_off > 0))
+    if not heads.size and not tails.size:
+        return
+    cols.fragment_tail[tails] = True
+    cols.l4_len[tails] = 0
+
+    def key(idx: np.ndarray) -> np.ndarray:
+        return mix_columns(
+            cols.ver[idx], cols.src_hi[idx], cols.src_lo[idx], cols.dst_hi[idx], cols.dst_lo[idx],
+            cols.proto[idx], fid[idx],
+        )
+
+    table = state.fragments
+    if heads.size:
+        hk = key(heads)
+        for k, sp, dp in zip(hk.tolist(), cols.sport[heads].tolist(), cols.dport[heads].tolist(), strict=True):
+            table[k] = (sp, dp)
+            table.move_to_end(k)
+        while len(table) > MAX_PENDING_FRAGMENTS:
+            table.popitem(last=False)
+    tails = tails[np.isin(cols.proto[tails], PORTED)]
+    if not tails.size:
+        return
+    tk = key(tails)
+    known = pd.Index(list(table.keys()), dtype="uint64") if table else pd.Index([], dtype="uint64")
+    where = known.get_indexer(tk)
+    found = where >= 0
+    if found.any():
+        ports = np.array(list(table.values()), dtype=np.int64)
+        cols.sport[tails[found]] = ports[where[found], 0]
+        cols.dport[tails[found]] = ports[where[found], 1]
+    cols.status[tails[~found]] = R.FRAGMENT_ORPHAN

@@ -1,0 +1,282 @@
+"""RTP / RTCP headers (RFC 3550, RFC 5761 mux), SRTP/SRTCP evidence and per-SSRC stream statistics.
+
+Layouts: ../shared/research/protocols.md section 2.4. Parsers are pure and never raise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+RTCP_TYPES = {
+    200: "SR",
+    201: "RR",
+    202: "SDES",
+    203: "BYE",
+    204: "APP",
+    205: "RTPFB",
+    206: "PSFB",
+    207: "XR",
+}
+
+
+@dataclass(frozen=True)
+class RtpHeader:
+    version: int
+    padding: bool
+    extension: bool
+    csrc_count: int
+    marker: bool
+    payload_type: int
+    seq: int
+    timestamp: int
+    ssrc: int
+    ext_profile: int | None  # 0xBEDE one-byte elements, 0x100x two-byte (RFC 8285)
+    ext_length: int | None  # in 32-bit words, as on the wire
+    header_length: int
+    payload_offset: int  # == header_length: where the (possibly encrypted) payload starts
+    payload_length: int  # bytes after the header, SRTP tag and padding included
+
+
+@dataclass(frozen=True)
+class RtcpPacket:
+    packet_type: int
+    count: int  # the 5-bit RC/SC/FMT field
+    length: int  # bytes, header included
+    offset: int  # where this packet starts in the datagram
+    ssrc: int | None  # sender SSRC (absent only in a truncated 4-byte packet)
+
+    @property
+    def type_name(self) -> str:
+        return RTCP_TYPES.get(self.packet_type, f"rtcp-{self.packet_type}")
+
+
+def is_rtcp_second_byte(b1: int) -> bool:
+    """RFC 5761 section 4: on a muxed port, second byte 192-223 is an RTCP packet type."""
+    return 192 <= b1 <= 223
+
+
+def parse_rtp(data: bytes) -> RtpHeader | None:
+    """RTP fixed header + CSRCs + extension header; None unless V=2 and the header fits."""
+    try:
+        return _parse_rtp(data)
+    except (ValueError, IndexError, struct.error):
+        return None
+
+
+def _parse_rtp(data: bytes) -> RtpHeader | None:
+    n = len(data)
+    if n < 12:
+        return None
+    b0, b1 = data[0], data[1]
+    if b0 >> 6 != 2 or is_rtcp_second_byte(b1):
+        return None
+    cc = b0 & 0x0F
+    hl = 12 + 4 * cc
+    profile = ext_len = None
+    if b0 & 0x10:
+        if hl + 4 > n:
+            return None
+        profile, ext_len = struct.unpack_from(">HH", data, hl)
+        hl += 4 + 4 * ext_len
+    if hl > n:
+        return None
+    seq, ts, ssrc = struct.unpack_from(">HII", data, 2)
+    return RtpHeader(
+        version=2,
+        padding=bool(b0 & 0x20),
+        extension=bool(b0 & 0x10),
+        csrc_count=cc,
+        marker=bool(b1 & 0x80),
+        payload_type=b1 & 0x7F,
+        seq=seq,
+        timestamp=ts,
+        ssrc=ssrc,
+        ext_profile=profile,
+        ext_length=ext_len,
+        header_length=hl,
+        payload_offset=hl,
+        payload_length=n - hl,
+    )
+
+
+def parse_rtcp(data: bytes) -> list[RtcpPacket] | None:
+    """Walk a compound RTCP datagram. None unless the first packet is valid RTCP.
+
+    In SRTCP only the first packet's header is cleartext, so the walk stops at the first header that
+    does not check out; the bytes after the last packet (SRTCP index, tag) are left to the caller.
+    """
+    try:
+        return _parse_rtcp(data)
+    except (ValueError, IndexError, struct.error):
+        return None
+
+
+def _parse_rtcp(data: bytes) -> list[RtcpPacket] | None:
+    out: list[RtcpPacket] = []
+    pos = 0
+    n = len(data)
+    while pos + 4 <= n:
+        b0, pt, words = data[pos], data[pos + 1], struct.unpack_from(">H", data, pos + 2)[0]
+        size = 4 * (words + 1)
+        if b0 >> 6 != 2 or not is_rtcp_second_byte(pt) or pos + size > n:
+            break
+        ssrc = struct.unpack_from(">I", data, pos + 4)[0] if size >= 8 else None
+        out.append(RtcpPacket(packet_type=pt, count=b0 & 0x1F, length=size, offset=pos, ssrc=ssrc))
+        pos += size
+    return out or None
+
+
+TrailerKind = Literal["aead", "hmac80", "none"]
+
+
+def _index_run(values: list[int | None]) -> bool:
+    """E flag set and the 31-bit SRTCP index stepping by 1 (gaps of up to 3 lost packets tolerated)."""
+    pairs = good = 0
+    for a, b in itertools.pairwise(values):
+        pairs += 1
+        if a is not None and b is not None and a >> 31 and b >> 31:
+            step = ((b & 0x7FFFFFFF) - (a & 0x7FFFFFFF)) & 0x7FFFFFFF
+            good += 1 <= step <= 4
+    return pairs > 0 and good * 5 >= pairs * 4
+
+
+def srtcp_trailer_kind(packets: Sequence[bytes]) -> TrailerKind | None:
+    """Which SRTCP trailer do these RTCP datagrams (one direction, in order) carry?
+
+    RFC 3711 3.4: E flag + 31-bit index after the encrypted part; the 80-bit HMAC-SHA1 tag follows it
+    ([-14:-10]). RFC 7714 (AEAD) puts the index last ([-4:]). None when fewer than 2 packets.
+    """
+    pkts = [bytes(p) for p in packets]
+    if len(pkts) < 2:
+        return None
+
+    def word(p: bytes, end: int) -> int | None:
+        start = len(p) + end - 4
+        if start < 8:  # the index cannot overlap the first RTCP header
+            return None
+        return int.from_bytes(p[start : start + 4], "big")
+
+    if _index_run([word(p, 0) for p in pkts]):
+        return "aead"
+    if _index_run([word(p, -10) for p in pkts]):
+        return "hmac80"
+    return "none"
+
+
+def payload_entropy(data: bytes) -> float:
+    """Shannon entropy in bits per byte (0.0 for empty input). Encrypted payloads approach 8."""
+    arr = np.frombuffer(bytes(data), dtype=np.uint8)
+    if arr.size == 0:
+        return 0.0
+    counts = np.bincount(arr, minlength=256)
+    p = counts[counts > 0] / arr.size
+    return float(-(p * np.log2(p)).sum())
+
+
+_SEQ_MOD = 1 << 16
+_MAX_DROPOUT = 3000  # RFC 3550 A.1: a jump larger than this is not an in-order packet
+
+
+@dataclass
+class StreamStats:
+    """Per-SSRC counters updated packet by packet (RFC 3550 appendix A.1 and A.8).
+
+    `clock_rate` is the RTP timestamp rate in Hz (8000 for G.711, 48000 Opus, 90000 video).
+    """
+
+    ssrc: int
+    clock_rate: int = 90000
+    packets: int = 0
+    bytes: int = 0
+    payload_types: set[int] = field(default_factory=set)
+    base_seq: int = -1
+    max_seq: int = -1
+    cycles: int = 0
+    reordered: int = 0
+    duplicates: int = 0
+    jitter: float = 0.0  # in timestamp units, as in RTCP reports
+    _last_arrival: float | None = None
+    _last_ts: int = 0
+
+    def add(self, header: RtpHeader, size: int, arrival_ns: int) -> None:
+        self.packets += 1
+        self.bytes += size
+        self.payload_types.add(header.payload_type)
+        self._update_seq(header.seq)
+        self._update_jitter(header.timestamp, arrival_ns)
+
+    def _update_seq(self, seq: int) -> None:
+        if self.max_seq < 0:
+            self.base_seq = self.max_seq = seq
+            return
+        delta = (seq - self.max_seq) % _SEQ_MOD
+        if delta == 0:
+            self.duplicates += 1
+        elif delta < _MAX_DROPOUT:
+            if seq < self.max_seq:
+                self.cycles += _SEQ_MOD
+            self.max_seq = seq
+        elif delta > _SEQ_MOD - _MAX_DROPOUT:
+            self.reordered += 1
+        else:
+            # A large jump: the source restarted its sequence. Count it from here on.
+            self.base_seq = self.max_seq = seq
+            self.cycles = 0
+
+    def _update_jitter(self, ts: int, arrival_ns: int) -> None:
+        if self.clock_rate <= 0:
+            return
+        arrival = arrival_ns * self.clock_rate / 1e9
+        if self._last_arrival is not None:
+            ts_delta = (ts - self._last_ts) % (1 << 32)
+            if ts_delta >= 1 << 31:
+                ts_delta -= 1 << 32
+            d = abs((arrival - self._last_arrival) - ts_delta)
+            self.jitter += (d - self.jitter) / 16.0
+        self._last_arrival = arrival
+        self._last_ts = ts
+
+    @property
+    def expected(self) -> int:
+        if self.max_seq < 0:
+            return 0
+        return self.cycles + self.max_seq - self.base_seq + 1
+
+    @property
+    def lost(self) -> int:
+        """Expected minus received; negative when duplicates outnumber losses (RFC 3550 A.3)."""
+        return self.expected - self.packets
+
+    @property
+    def loss_fraction(self) -> float:
+        return max(self.lost, 0) / self.expected if self.expected else 0.0
+
+    @property
+    def jitter_ms(self) -> float:
+        return self.jitter * 1000.0 / self.clock_rate if self.clock_rate > 0 else 0.0
+
+
+def accumulate_streams(
+    packets: Iterable[tuple[bytes, int]], clock_rates: dict[int, int] | None = None, default_rate: int = 90000
+) -> dict[int, StreamStats]:
+    """(datagram, arrival_ns) pairs of one direction -> StreamStats per SSRC. Non-RTP is skipped.
+
+    `clock_rates` maps a payload type to its rate; the first packet's PT picks the stream's rate.
+    """
+    rates = clock_rates or {}
+    out: dict[int, StreamStats] = {}
+    for data, arrival_ns in packets:
+        hdr = parse_rtp(data)
+        if hdr is None:
+            continue
+        stats = out.get(hdr.ssrc)
+        if stats is None:
+            stats = out[hdr.ssrc] = StreamStats(hdr.ssrc, rates.get(hdr.payload_type, default_rate))
+        stats.add(hdr, len(data), arrival_ns)
+    return out

@@ -1,0 +1,70 @@
+"""The flow table of one capture as `confscope flows` prints it: 5-tuple flows plus, unless
+disabled, the dissection facts, app and roles."""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import Any
+
+import pandas as pd
+
+from analyzer.capture.source import CaptureSource
+from analyzer.errors import OptionError
+from analyzer.scan import ProgressFn, scan_capture
+
+ENGINES = ("native", "tshark", "scapy")
+CLASSIFIED_COLUMNS = ("app", "app_confidence", "protocol", "roles", "hostname", "bytes_by_role")
+INTERNAL_COLUMNS = ("flow_key", "a_is_client")
+
+
+def flow_table(
+    source: CaptureSource, *, engine: str = "native", dissect: bool = True, progress: ProgressFn | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Return (flows, capture info dict) for one capture."""
+    if engine not in ENGINES:
+        raise OptionError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine != "native":
+        from analyzer.engines import build_flows
+
+        return build_flows(source, engine=engine), {"warnings": [], "skipped_packets": 0}
+    result = scan_capture(source, progress=progress, keep_samples=dissect)
+    flows = result.flows
+    if dissect and len(flows):
+        flows = classify_scan(result)
+    public = [c for c in flows.columns if c not in INTERNAL_COLUMNS and not c.startswith("kind_")]
+    return flows[public], result.info.as_dict()
+
+
+def classify_scan(result) -> pd.DataFrame:
+    """Dissect the samples and attribute apps and roles."""
+    from analyzer.classify import classify_flows
+    from analyzer.dissect import dissect_flows
+
+    dissected = dissect_flows(result.flows, result.samples)
+    return classify_flows(result.flows, dissected.facts, dissected.dns)
+
+
+def write_flow_table(flows: pd.DataFrame, fmt: str, output: str) -> None:
+    """Write csv/json/parquet to a file, or csv/json to standard output for '-'."""
+    from analyzer.report.tabular import csv_frame, write_csv, write_parquet
+
+    if fmt == "parquet":
+        if output == "-":
+            raise OptionError("parquet needs an output file: -o FILE.parquet")
+        write_parquet(flows, output)
+        return
+    if fmt == "csv":
+        if output == "-":
+            buf = io.StringIO()
+            csv_frame(flows).to_csv(buf, index=False, lineterminator="\r\n")
+            sys.stdout.write(buf.getvalue())
+        else:
+            write_csv(flows, output)
+        return
+    text = flows.to_json(orient="records", force_ascii=False, default_handler=str)
+    if output == "-":
+        sys.stdout.write(text + "\n")
+    else:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")

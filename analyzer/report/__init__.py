@@ -1,0 +1,84 @@
+"""Report renderers: the report dict (schema confscope.session/1) plus the flows DataFrame in,
+report.json / report.md / report.html / flows.csv / flows.parquet and a terminal summary out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analyzer.report.html import to_html
+from analyzer.report.jsonout import to_json, validate_report
+from analyzer.report.markdown import to_markdown
+from analyzer.report.tabular import write_csv, write_parquet
+from analyzer.report.terminal import render_summary
+
+# Output names are fixed here: never derived from anything inside the capture.
+FILENAMES: dict[str, str] = {
+    "json": "report.json",
+    "md": "report.md",
+    "html": "report.html",
+    "csv": "flows.csv",
+    "parquet": "flows.parquet",
+}
+FORMATS: tuple[str, ...] = tuple(FILENAMES)
+
+__all__ = [
+    "FILENAMES",
+    "FORMATS",
+    "render_summary",
+    "to_html",
+    "to_json",
+    "to_markdown",
+    "validate_report",
+    "write_csv",
+    "write_parquet",
+    "write_reports",
+]
+
+
+def _write_text(path: Path, content: str) -> Path:
+    # Write then rename, so a reader (or a crash) never sees half a report.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(content, encoding="utf-8", newline="\n")
+    tmp.replace(path)
+    return path
+
+
+def write_reports(
+    report: dict[str, Any],
+    flows: pd.DataFrame | None,
+    out_dir: str | Path,
+    formats: Iterable[str] = FORMATS,
+) -> dict[str, Path]:
+    """Write the chosen formats into out_dir (created if needed); returns format -> path written.
+
+    Raises ValueError for an unknown format name.
+    """
+    wanted = [f.strip().lower() for f in formats if f and f.strip()]
+    unknown = sorted(set(wanted) - set(FILENAMES))
+    if unknown:
+        raise ValueError(f"unknown report format(s): {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    if flows is None:
+        flows = pd.DataFrame(report.get("flows") or [])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for fmt in FORMATS:
+        if fmt not in wanted:
+            continue
+        path = out / FILENAMES[fmt]
+        if fmt == "json":
+            written[fmt] = _write_text(path, to_json(report))
+        elif fmt == "md":
+            written[fmt] = _write_text(path, to_markdown(report))
+        elif fmt == "html":
+            written[fmt] = _write_text(path, to_html(report, flows))
+        elif fmt == "csv":
+            written[fmt] = write_csv(flows, path)
+        elif fmt == "parquet":
+            written[fmt] = write_parquet(flows, path)
+    return written

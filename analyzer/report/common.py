@@ -1,0 +1,110 @@
+"""Facts every renderer reads the same way: role order and colours, provenance, attributions.
+
+Renderers stay tolerant of a partial report (a stage may have produced no table): every accessor
+returns an empty value instead of raising.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analyzer.report.sanitize import to_plain
+
+ROLES: tuple[str, ...] = ("key_exchange", "media", "signaling", "nat_traversal", "dns", "other")
+# Colour-blind-friendly (Okabe-Ito) so the map and charts read without relying on red/green.
+ROLE_COLOURS: dict[str, str] = {
+    "key_exchange": "#D55E00",
+    "media": "#0072B2",
+    "signaling": "#E69F00",
+    "nat_traversal": "#009E73",
+    "dns": "#CC79A7",
+    "other": "#999999",
+}
+ROLE_LABELS: dict[str, str] = {
+    "key_exchange": "key exchange",
+    "media": "media",
+    "signaling": "signaling",
+    "nat_traversal": "NAT traversal",
+    "dns": "DNS",
+    "other": "other",
+}
+SEVERITY_ORDER: dict[str, int] = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+
+DBIP_URL = "https://db-ip.com"
+DBIP_TEXT = "IP Geolocation by DB-IP"
+ATTRIBUTIONS: tuple[str, ...] = (
+    "Country borders: Natural Earth (public domain), via world-atlas (ISC).",
+    "Country data: ip-location-db geo-whois-asn-country (CC BY 4.0, NRO/RIR data); "
+    "registered country: iptocc (RIR delegated statistics, credit NRO).",
+    "ASN and organisation data: ip-location-db asn (CC BY 4.0: RouteViews, NRO and DB-IP).",
+)
+
+
+def role_colour(role: str) -> str:
+    return ROLE_COLOURS.get(role, ROLE_COLOURS["other"])
+
+
+def primary_role(roles: Any) -> str:
+    """The most telling role of a flow or endpoint: key exchange beats media beats signaling..."""
+    have = {str(r) for r in (to_plain(roles) or []) if r is not None}
+    for role in ROLES:
+        if role in have:
+            return role
+    return "other"
+
+
+def role_columns(report: dict[str, Any]) -> list[str]:
+    """Roles present in the countries table, in canonical order, unknown ones last."""
+    seen: set[str] = set()
+    for c in report.get("countries") or []:
+        seen.update(str(k) for k in (c.get("bytes_by_role") or {}))
+    return [r for r in ROLES if r in seen] + sorted(seen - set(ROLES))
+
+
+def sorted_findings(report: dict[str, Any]) -> list[dict[str, Any]]:
+    items = [f for f in report.get("findings") or [] if isinstance(f, dict)]
+    return sorted(items, key=lambda f: SEVERITY_ORDER.get(str(f.get("severity", "")).lower(), 9))
+
+
+def violations(report: dict[str, Any]) -> list[dict[str, Any]]:
+    policy = report.get("policy") or {}
+    items = [v for v in policy.get("violations") or [] if isinstance(v, dict)]
+    return sorted(items, key=lambda v: SEVERITY_ORDER.get(str(v.get("severity", "")).lower(), 9))
+
+
+def options(report: dict[str, Any]) -> dict[str, Any]:
+    """Analysis options, wherever the session stage put them."""
+    prov = report.get("provenance") or {}
+    found = report.get("options") or prov.get("options") or {}
+    return found if isinstance(found, dict) else {"options": found}
+
+
+def provenance_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(label, value) pairs of the provenance block, in reading order."""
+    tool = report.get("tool") or {}
+    cap = report.get("capture") or {}
+    rows: list[tuple[str, Any]] = [
+        ("schema", report.get("schema")),
+        ("tool", f"{tool.get('name', 'confscope')} {tool.get('version', '?')}"),
+        ("capture", cap.get("path")),
+        ("capture sha256", cap.get("sha256")),
+        ("capture format", cap.get("format")),
+        ("link types", cap.get("linktypes")),
+    ]
+    for key in ("generated_at", "created_at", "python", "platform"):
+        value = report.get(key) or (report.get("provenance") or {}).get(key)
+        if value is not None:
+            rows.append((key.replace("_", " "), value))
+    for k, v in sorted(options(report).items()):
+        rows.append((f"option {k}", v))
+    return rows
+
+
+def geo_databases(report: dict[str, Any]) -> list[dict[str, Any]]:
+    geo = report.get("geo") or {}
+    return [d for d in geo.get("databases") or [] if isinstance(d, dict)]
+
+
+def title(report: dict[str, Any]) -> str:
+    path = str((report.get("capture") or {}).get("path") or "capture")
+    return path.replace("\\", "/").rsplit("/", 1)[-1]

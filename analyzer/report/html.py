@@ -1,0 +1,365 @@
+"""report.html: one self-contained page that needs no network to view.
+
+No external URL is referenced (the only link is the DB-IP attribution the licence requires); CSS,
+SVG and a small table-sorting script are inline. A Content-Security-Policy allows no fetches at
+all and only the page's own script (by hash), so even a missed escape could not load or run
+anything. Every captured string goes through html.escape(quote=True); the JSON copy of the report
+embedded for scripts has `<`, `>`, `&`, U+2028 and U+2029 escaped so it cannot close its tag.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from html import escape
+from typing import Any
+
+import pandas as pd
+
+from analyzer.report import common
+from analyzer.report.jsonout import order_report
+from analyzer.report.sanitize import human_bytes, json_for_script, text, to_plain
+from analyzer.report.svgcharts import country_role_bars, flow_timeline, legend
+from analyzer.report.worldmap import world_map
+
+MAX_TABLE_ROWS = 5000
+
+_CSS = """
+:root{--fg:#1d2125;--mut:#5f6b76;--bd:#d7dde3;--bg:#fff;--alt:#f5f7f9}
+*{box-sizing:border-box}body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+color:var(--fg);background:var(--bg);margin:0 auto;max-width:1280px;padding:16px 24px}
+h1{font-size:22px;margin:8px 0}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid var(--bd)}
+.cards{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid var(--bd);border-radius:6px;
+padding:8px 12px;min-width:150px}.card b{display:block;font-size:18px}.card span{color:var(--mut)}
+table{border-collapse:collapse;width:100%;margin:6px 0}th,td{border:1px solid var(--bd);padding:3px 6px;
+text-align:left;vertical-align:top}tbody tr:nth-child(even){background:var(--alt)}td.n,th.n{text-align:right}
+table.sortable th{cursor:pointer;user-select:none;background:#eef1f4}
+th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
+.wrap{overflow-x:auto}
+.sev{display:inline-block;border-radius:4px;padding:0 6px;color:#fff;font-weight:600;font-size:12px}
+.sev-critical{background:#a50026}.sev-high{background:#d73027}.sev-medium{background:#b8860b}
+.sev-low{background:#4575b4}.sev-info{background:#777}.note{color:var(--mut);font-size:13px}
+code,.mono,.ip{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
+.mono{overflow-wrap:anywhere}.ip{white-space:nowrap}
+svg text{font:12px system-ui,sans-serif;fill:#1d2125}svg .tlb{font-size:10.5px}svg .lb{font-weight:600}
+svg .grid{stroke:#e3e7eb}.map .sea{fill:#eef5fb}.map .grat{stroke:#dbe6f0;stroke-width:.6}
+.map .land{fill:#dcdcdc;stroke:#fff;stroke-width:.5}.map .used{fill:#b9d3ea}
+.map .kx{fill:#f4b183;stroke:#D55E00;stroke-width:1.2}.map .link{fill:none;stroke-width:1.3;opacity:.55}
+.map .ep{stroke:#fff;stroke-width:1.3}.map .vantage{fill:#111;stroke:#fff;stroke-width:1}
+svg{max-width:100%;height:auto}svg.map{width:100%}
+dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px}
+dl.prov dt{color:var(--mut)}dl.prov dd{margin:0}footer{margin-top:30px;color:var(--mut);font-size:12.5px}
+"""
+
+# Table sorting only; the page is complete without it. It also reads the embedded JSON so a
+# broken escape would show up as a script error in the browser test.
+_JS = """
+(function(){
+var el=document.getElementById('report-data'),data={};
+try{data=JSON.parse(el.textContent);}catch(e){data={};}
+var st=document.getElementById('js-status');
+if(st){st.textContent='Interactive: click a column heading to sort ('+
+((data.capture||{}).packets||0)+' packets).';}
+function key(td,num){var v=td.hasAttribute('data-v')?td.getAttribute('data-v'):td.textContent;
+if(!num){return v;}var f=parseFloat(v);return isNaN(f)?-Infinity:f;}
+var heads=document.querySelectorAll('table.sortable th');
+Array.prototype.forEach.call(heads,function(th){th.addEventListener('click',function(){
+var row=th.parentNode,table=row.parentNode.parentNode,body=table.tBodies[0];
+var idx=Array.prototype.indexOf.call(row.children,th),num=th.classList.contains('n');
+var asc=th.getAttribute('aria-sort')!=='ascending';
+Array.prototype.forEach.call(row.children,function(h){h.removeAttribute('aria-sort');});
+th.setAttribute('aria-sort',asc?'ascending':'descending');
+var rows=Array.prototype.slice.call(body.rows);
+rows.sort(function(a,b){var x=key(a.cells[idx],num),y=key(b.cells[idx],num);
+var c=num?(x<y?-1:x>y?1:0):String(x).localeCompare(String(y));return asc?c:-c;});
+rows.forEach(function(r){body.appendChild(r);});});});
+})();
+"""
+
+
+def _e(value: Any) -> str:
+    return escape(text(value), quote=True)
+
+
+def _num_cell(value: Any, shown: str | None = None) -> str:
+    v = to_plain(value)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return f'<td class="n">{_e(v)}</td>'
+    label = shown if shown is not None else (f"{v:,}" if isinstance(v, int) else f"{v:,.3f}")
+    return f'<td class="n" data-v="{_e(v)}">{escape(label)}</td>'
+
+
+def _table(table_id: str, headers: list[tuple[str, bool]], rows: list[str], sortable: bool = True) -> str:
+    head = "".join(f'<th{" class=n" if num else ""}>{escape(h)}</th>' for h, num in headers)
+    cls = ' class="sortable"' if sortable else ""
+    return (
+        f'<div class="wrap"><table id="{table_id}"{cls}><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _sev(value: Any) -> str:
+    sev = text(value).lower()
+    cls = sev if sev in common.SEVERITY_ORDER else "info"
+    return f'<span class="sev sev-{cls}">{_e(sev.upper())}</span>'
+
+
+def _summary(report: dict[str, Any], flows: pd.DataFrame) -> str:
+    cap = report.get("capture") or {}
+    vantage = report.get("vantage") or {}
+    countries = [text(c.get("country")) for c in report.get("countries") or []]
+    kx = sorted({text(k.get("country")) for k in report.get("key_exchange") or []} - {""})
+    media = sorted({text(m.get("country")) for m in report.get("media") or []} - {""})
+    policy = report.get("policy") or {}
+    n_viol = len(common.violations(report))
+    cards = [
+        ("duration", f"{to_plain(cap.get('duration_s')) or 0:.1f} s"),
+        ("packets", f"{to_plain(cap.get('packets')) or 0:,}"),
+        ("bytes", human_bytes(cap.get("bytes") or 0)),
+        ("flows", f"{len(flows):,}"),
+        ("remote countries", ", ".join(countries) or "none"),
+        ("key exchange in", ", ".join(kx) or "not seen"),
+        ("media via", ", ".join(media) or "not seen"),
+        ("vantage", text(vantage.get("country")) or "unknown"),
+        ("apps", ", ".join(text(a.get("app")) for a in report.get("apps") or []) or "none"),
+    ]
+    if "meetings" in report:
+        meetings = report["meetings"]
+        cards.append(("meetings", text(len(meetings) if isinstance(meetings, list) else meetings)))
+    if policy.get("allowed_countries") is not None:
+        cards.append(("policy violations", str(n_viol)))
+    body = "".join(f'<div class="card"><span>{escape(k)}</span><b>{_e(v)}</b></div>' for k, v in cards)
+    return f'<section id="summary"><h2>Summary</h2><div class="cards">{body}</div></section>'
+
+
+def _findings(report: dict[str, Any]) -> str:
+    items = common.sorted_findings(report)
+    if not items:
+        return '<section id="findings"><h2>Findings</h2><p>No findings.</p></section>'
+    rows = [
+        f"<tr><td>{_sev(f.get('severity'))}</td><td><code>{_e(f.get('code'))}</code></td>"
+        f"<td>{_e(f.get('title'))}</td><td>{_e(f.get('detail'))}</td>"
+        f"<td class=mono>{_e(', '.join(text(x) for x in to_plain(f.get('flow_ids')) or []))}</td></tr>"
+        for f in items
+    ]
+    table = _table(
+        "findings-table",
+        [("severity", False), ("code", False), ("title", False), ("detail", False), ("flows", False)],
+        rows,
+        sortable=False,
+    )
+    return f'<section id="findings"><h2>Findings</h2>{table}</section>'
+
+
+def _violations(report: dict[str, Any]) -> str:
+    policy = report.get("policy") or {}
+    allowed = policy.get("allowed_countries")
+    items = common.violations(report)
+    head = "<h2>Geofence policy</h2>"
+    if allowed is None:
+        return f'<section id="policy">{head}<p>No policy was given.</p></section>'
+    intro = f"<p>Allowed countries: <b>{_e(', '.join(text(a) for a in allowed)) or 'none'}</b>.</p>"
+    if not items:
+        return f'<section id="policy">{head}{intro}<p>No violations.</p></section>'
+    rows = [
+        f"<tr>{_num_cell(v.get('flow_id'))}"
+        f"<td>{_e(common.ROLE_LABELS.get(text(v.get('role')), v.get('role')))}</td>"
+        f"<td>{_e(v.get('country'))}</td><td>{_sev(v.get('severity'))}</td>"
+        f"<td>{_e(v.get('confidence'))}</td></tr>"
+        for v in items
+    ]
+    table = _table(
+        "violations-table",
+        [("flow", True), ("role", False), ("country", False), ("severity", False), ("confidence", False)],
+        rows,
+    )
+    return f'<section id="policy">{head}{intro}{table}</section>'
+
+
+def _key_exchange(report: dict[str, Any]) -> str:
+    items = report.get("key_exchange") or []
+    head = "<h2>Key-exchange endpoints</h2>"
+    if not items:
+        return f'<section id="key-exchange">{head}<p>No key-exchange flows seen.</p></section>'
+    rows = [
+        f"<tr>{_num_cell(k.get('flow_id'))}<td>{_e(k.get('app'))}</td><td>{_e(k.get('protocol'))}</td>"
+        f"<td class=ip>{_e(k.get('server_ip'))}</td>"
+        f"{_num_cell(k.get('server_port'), text(k.get('server_port')))}"
+        f"<td class=mono>{_e(k.get('hostname'))}</td><td>{_e(k.get('country'))}</td>"
+        f"<td>{_e(('AS' + text(k.get('asn'))) if k.get('asn') is not None else '')}</td>"
+        f"<td>{_e(k.get('org'))}</td></tr>"
+        for k in items
+    ]
+    headers = [("flow", True), ("app", False), ("protocol", False), ("server", False), ("port", True),
+               ("hostname", False), ("country", False), ("ASN", False), ("org", False)]
+    return f'<section id="key-exchange">{head}{_table("kx-table", headers, rows)}</section>'
+
+
+def _stream(s: dict[str, Any]) -> str:
+    packets = to_plain(s.get("packets"))
+    shown = f"{packets:,}" if isinstance(packets, int) else text(packets)
+    return (
+        f"{_e(s.get('media_type'))} ssrc <code>{_e(s.get('ssrc'))}</code>: "
+        f"{_e(shown)} pkts, {_e(human_bytes(s.get('bytes')))}"
+    )
+
+
+def _media(report: dict[str, Any]) -> str:
+    items = report.get("media") or []
+    head = "<h2>Media flows</h2>"
+    if not items:
+        return f'<section id="media">{head}<p>No media flows seen.</p></section>'
+    rows = []
+    for m in items:
+        streams = "<br>".join(_stream(s) for s in m.get("streams") or [] if isinstance(s, dict))
+        rows.append(
+            f"<tr>{_num_cell(m.get('flow_id'))}<td>{_e(m.get('app'))}</td><td>{_e(m.get('protocol'))}</td>"
+            f"<td class=ip>{_e(m.get('server_ip'))}:{_e(m.get('server_port'))}</td>"
+            f"<td>{_e(m.get('country'))}</td>{_num_cell(m.get('packets'))}"
+            f"{_num_cell(m.get('bytes'), human_bytes(m.get('bytes')))}<td>{streams}</td></tr>"
+        )
+    headers = [("flow", True), ("app", False), ("protocol", False), ("server", False), ("country", False),
+               ("packets", True), ("bytes", True), ("streams", False)]
+    return f'<section id="media">{head}{_table("media-table", headers, rows)}</section>'
+
+
+def _flow_table(flows: pd.DataFrame) -> str:
+    df = flows
+    note = ""
+    if len(df) > MAX_TABLE_ROWS:
+        total = df.get("bytes_c2s", 0) + df.get("bytes_s2c", 0)
+        df = df.assign(_b=total).nlargest(MAX_TABLE_ROWS, "_b")
+        note = (
+            f'<p class="note">The {MAX_TABLE_ROWS:,} largest of {len(flows):,} flows; flows.csv has all.</p>'
+        )
+    t0 = to_plain(pd.to_numeric(flows["first_ts"], errors="coerce").min()) if "first_ts" in flows else None
+    rows = []
+    for rec in df.to_dict("records"):
+        first, last = to_plain(rec.get("first_ts")), to_plain(rec.get("last_ts"))
+        rel = first - t0 if isinstance(first, int | float) and isinstance(t0, int | float) else None
+        dur = last - first if isinstance(first, int | float) and isinstance(last, int | float) else None
+        roles = to_plain(rec.get("roles")) or []
+        role = common.primary_role(roles)
+        rows.append(
+            "<tr>"
+            f"{_num_cell(rec.get('flow_id'))}<td>{_e(rec.get('transport'))}</td>"
+            f"<td class=ip>{_e(rec.get('client_ip'))}:{_e(rec.get('client_port'))}</td>"
+            f"<td class=ip>{_e(rec.get('server_ip'))}</td>"
+            f"{_num_cell(rec.get('server_port'), text(rec.get('server_port')))}"
+            f"<td class=mono>{_e(rec.get('hostname'))}</td><td>{_e(rec.get('app'))}</td>"
+            f"<td>{_e(rec.get('protocol'))}</td>"
+            f'<td><span style="color:{common.role_colour(role)}">&#9632;</span> '
+            f"{_e(', '.join(text(r) for r in roles))}</td>"
+            f"<td>{_e(rec.get('server_country'))}</td><td>{_e(rec.get('server_asn'))}</td>"
+            f"<td>{_e(rec.get('server_org'))}</td>"
+            f"{_num_cell(rel, f'{rel:.3f}' if rel is not None else '')}"
+            f"{_num_cell(dur, f'{dur:.3f}' if dur is not None else '')}"
+            f"{_num_cell((to_plain(rec.get('packets_c2s')) or 0) + (to_plain(rec.get('packets_s2c')) or 0))}"
+            f"{_num_cell(rec.get('bytes_c2s'))}{_num_cell(rec.get('bytes_s2c'))}"
+            "</tr>"
+        )
+    headers = [("flow", True), ("transport", False), ("client", False), ("server", False), ("port", True),
+               ("hostname", False), ("app", False), ("protocol", False), ("roles", False), ("country", False),
+               ("ASN", False), ("org", False), ("start s", True), ("duration s", True), ("packets", True),
+               ("bytes c→s", True), ("bytes s→c", True)]
+    return (
+        f'<section id="flows"><h2>Flows</h2><p class="note" id="js-status">Static table (sorting needs '
+        f"JavaScript).</p>{note}{_table('flow-table', headers, rows)}</section>"
+    )
+
+
+def _joined(value: Any) -> str:
+    v = to_plain(value)
+    return ", ".join(text(x) for x in v) if isinstance(v, list) else text(v)
+
+
+def _provenance(report: dict[str, Any]) -> str:
+    items = "".join(
+        f"<dt>{_e(label)}</dt><dd class=mono>{_e(_joined(value))}</dd>"
+        for label, value in common.provenance_rows(report)
+    )
+    rows = [
+        f"<tr><td>{_e(db.get('name'))}</td><td>{_e(db.get('type'))}</td><td>{_e(db.get('build_date'))}</td>"
+        f"<td class=mono>{_e(db.get('sha256'))}</td><td>{_e(db.get('source') or db.get('path'))}</td></tr>"
+        for db in common.geo_databases(report)
+    ]
+    dbs = _table(
+        "geo-db-table",
+        [("database", False), ("type", False), ("build date", False), ("sha256", False), ("source", False)],
+        rows,
+        sortable=False,
+    )
+    warnings = list((report.get("capture") or {}).get("warnings") or []) + list(report.get("warnings") or [])
+    warn = (
+        "<h3>Warnings</h3><ul>" + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>" if warnings else ""
+    )
+    return (
+        f'<section id="provenance"><h2>Provenance</h2><dl class="prov">{items}</dl>'
+        f"<h3>Geolocation databases</h3>{dbs}{warn}</section>"
+    )
+
+
+def _attributions() -> str:
+    items = "".join(f"<li>{escape(a)}</li>" for a in common.ATTRIBUTIONS)
+    link = f'<li><a href="{common.DBIP_URL}">{escape(common.DBIP_TEXT)}</a></li>'
+    return (
+        '<footer id="attributions"><h2>Data attributions</h2><ul>'
+        f"{items}{link}</ul><p>Made with Natural Earth. Free vector and raster map data "
+        "@ naturalearthdata.com.</p></footer>"
+    )
+
+
+def _script_hash(script: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+
+
+def to_html(report: dict[str, Any], flows: pd.DataFrame | None = None) -> str:
+    """The whole report as one HTML document (UTF-8 text)."""
+    if flows is None or not isinstance(flows, pd.DataFrame):
+        flows = pd.DataFrame(report.get("flows") or [])
+    plain = order_report(report)
+    embedded = {k: v for k, v in plain.items() if k != "flows"}
+    csp = (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+        f"script-src '{_script_hash(_JS)}'; base-uri 'none'; form-action 'none'"
+    )
+    roles = list(common.ROLES)
+    map_legend = (
+        '<svg class="chart" viewBox="0 0 1000 24" width="1000" height="24">'
+        + legend(roles, 4, 16)
+        + '<polygon points="560,8 564,15 556,15" fill="#111"/><text x="570" y="17">vantage</text>'
+        + '<rect x="640" y="7" width="14" height="12" fill="#f4b183" stroke="#D55E00"/>'
+        + '<text x="660" y="17">country where keys were exchanged</text></svg>'
+    )
+    name = _e(common.title(report))
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{escape(csp, quote=True)}">',
+        '<meta name="referrer" content="no-referrer">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>confscope report: {name}</title><style>{_CSS}</style></head><body>",
+        f"<h1>confscope report: <span class=mono>{name}</span></h1>",
+        _summary(report, flows),
+        _findings(report),
+        _violations(report),
+        '<section id="countries"><h2>Bytes by remote country and role</h2>',
+        country_role_bars(report),
+        "</section>",
+        '<section id="map"><h2>Where the call travelled</h2>',
+        map_legend,
+        world_map(report, flows),
+        "</section>",
+        _key_exchange(report),
+        _media(report),
+        '<section id="timeline-section"><h2>Flow timeline</h2>',
+        flow_timeline(flows),
+        "</section>",
+        _flow_table(flows),
+        _provenance(report),
+        _attributions(),
+        f'<script type="application/json" id="report-data">{json_for_script(embedded)}</script>',
+        f"<script>{_JS}</script>",
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"

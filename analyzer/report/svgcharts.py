@@ -1,0 +1,161 @@
+"""Inline SVG charts for report.html: bytes per country and role, and the flow timeline.
+
+Pure functions from plain data to SVG text; no JavaScript is needed to see them. Every label that
+can come from a capture is escaped with html.escape(quote=True).
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from typing import Any
+
+import pandas as pd
+
+from analyzer.report import common
+from analyzer.report.sanitize import human_bytes, text, to_plain
+
+MAX_BAR_ROWS = 25
+MAX_TIMELINE_ROWS = 150
+
+
+def _e(value: Any) -> str:
+    return escape(text(value), quote=True)
+
+
+def legend(roles: list[str], x: float, y: float) -> str:
+    parts: list[str] = []
+    for role in roles:
+        label = common.ROLE_LABELS.get(role, role)
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="12" height="12" fill="{common.role_colour(role)}"/>'
+            f'<text x="{x + 16:.1f}" y="{y + 1:.1f}" class="lg">{_e(label)}</text>'
+        )
+        x += 24 + 7.5 * len(label)
+    return "".join(parts)
+
+
+def country_role_bars(report: dict[str, Any], width: int = 900) -> str:
+    """Horizontal stacked bars: one per remote country, one segment per role, scaled to bytes."""
+    countries = [c for c in report.get("countries") or [] if isinstance(c, dict)]
+    countries.sort(key=lambda c: -(to_plain(c.get("bytes")) or 0))
+    if len(countries) > MAX_BAR_ROWS:
+        rest = countries[MAX_BAR_ROWS - 1 :]
+        merged: dict[str, int] = {}
+        for c in rest:
+            for role, b in (c.get("bytes_by_role") or {}).items():
+                merged[role] = merged.get(role, 0) + (to_plain(b) or 0)
+        other = {"country": f"{len(rest)} others", "bytes": sum(to_plain(c.get("bytes")) or 0 for c in rest)}
+        countries = [*countries[: MAX_BAR_ROWS - 1], {**other, "bytes_by_role": merged}]
+    roles = common.role_columns(report)
+    row_h, top, left, right = 24, 34, 110, 110
+    height = top + row_h * max(len(countries), 1) + 10
+    plot_w = width - left - right
+    peak = max((to_plain(c.get("bytes")) or 0 for c in countries), default=0) or 1
+    out = [
+        f'<svg id="country-chart" class="chart" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="Bytes per remote country and role">',
+        legend(roles, left, 16),
+    ]
+    if not countries:
+        out.append(f'<text x="{left}" y="{top + 16}" class="lg">No remote countries.</text>')
+    for i, c in enumerate(countries):
+        y = top + i * row_h
+        cc = text(c.get("country"))
+        by_role = c.get("bytes_by_role") or {}
+        out.append(
+            f'<g class="bar" data-country="{_e(cc)}"><text x="{left - 8}" y="{y + 15}" '
+            f'text-anchor="end" class="lb">{_e(cc)}</text>'
+        )
+        x = float(left)
+        for role in roles:
+            b = to_plain(by_role.get(role)) or 0
+            if b <= 0:
+                continue
+            w = max(plot_w * b / peak, 1.0)
+            out.append(
+                f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
+                f'fill="{common.role_colour(role)}"><title>{_e(cc)} '
+                f"{_e(common.ROLE_LABELS.get(role, role))}: {_e(human_bytes(b))}</title></rect>"
+            )
+            x += w
+        out.append(
+            f'<text x="{x + 6:.1f}" y="{y + 15}" class="lg">{_e(human_bytes(c.get("bytes")))}</text></g>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _ticks(span: float) -> list[float]:
+    """About six round tick positions over [0, span] seconds."""
+    if span <= 0:
+        return [0.0]
+    raw = span / 6
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    n = int(span // step)
+    return [i * step for i in range(n + 1)]
+
+
+def flow_timeline(flows: pd.DataFrame, width: int = 1100) -> str:
+    """One bar per flow from its first to its last packet, coloured by its main role.
+
+    Only the largest flows are drawn when there are many; the flow table lists them all.
+    """
+    if flows is None or len(flows) == 0 or "first_ts" not in flows or "last_ts" not in flows:
+        return '<p class="note">No flows to draw.</p>'
+    df = flows.copy()
+    total = df.get("bytes_c2s", 0) + df.get("bytes_s2c", 0)
+    df["_bytes"] = pd.to_numeric(total, errors="coerce").fillna(0)
+    df = df[pd.to_numeric(df["first_ts"], errors="coerce").notna()]
+    note = ""
+    if len(df) > MAX_TIMELINE_ROWS:
+        note = f'<p class="note">The {MAX_TIMELINE_ROWS} largest of {len(df)} flows are drawn.</p>'
+        df = df.nlargest(MAX_TIMELINE_ROWS, "_bytes")
+    df = df.sort_values(["first_ts", "flow_id"] if "flow_id" in df else ["first_ts"])
+    t0 = float(df["first_ts"].min())
+    t1 = float(pd.to_numeric(df["last_ts"], errors="coerce").fillna(df["first_ts"]).max())
+    span = max(t1 - t0, 1e-3)
+    row_h, top, left, right = 14, 44, 300, 20
+    plot_w = width - left - right
+    height = top + row_h * len(df) + 10
+    roles = [r for r in common.ROLES if r != "other"] + ["other"]
+    out = [
+        f'<svg id="timeline" class="chart" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="Flow timeline">',
+        legend(roles, left, 14),
+    ]
+    for t in _ticks(span):
+        x = left + plot_w * t / span
+        out.append(
+            f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{height - 6}" class="grid"/>'
+            f'<text x="{x:.1f}" y="{top - 9}" text-anchor="middle" class="lg">{t:g} s</text>'
+        )
+    for i, rec in enumerate(df.to_dict("records")):
+        y = top + i * row_h
+        start = float(rec["first_ts"]) - t0
+        end_v = to_plain(rec.get("last_ts"))
+        end = (float(end_v) if end_v is not None else float(rec["first_ts"])) - t0
+        x = left + plot_w * start / span
+        w = max(plot_w * (end - start) / span, 2.0)
+        role = common.primary_role(rec.get("roles"))
+        server = f"{text(rec.get('server_ip'))}:{text(rec.get('server_port'))}"
+        host = text(rec.get("hostname"))
+        label = f"#{text(rec.get('flow_id'))} {host or server}"
+        if len(label) > 44:
+            label = label[:43] + "…"
+        tip = (
+            f"flow {text(rec.get('flow_id'))} {text(rec.get('transport'))} {server} {host} "
+            f"{text(rec.get('app'))} [{', '.join(text(r) for r in to_plain(rec.get('roles')) or [])}] "
+            f"{text(rec.get('server_country'))} {human_bytes(rec.get('_bytes'))} "
+            f"{start:.3f}-{end:.3f} s"
+        )
+        out.append(
+            f'<g class="tl"><text x="{left - 6}" y="{y + 10}" text-anchor="end" class="tlb">'
+            f"{_e(label)}</text>"
+            f'<rect x="{x:.1f}" y="{y + 2}" width="{w:.1f}" height="{row_h - 4}" rx="2" '
+            f'fill="{common.role_colour(role)}"><title>{_e(tip)}</title></rect></g>'
+        )
+    out.append("</svg>")
+    return note + "".join(out)

@@ -1,0 +1,117 @@
+"""flows.csv (safe to open in a spreadsheet) and flows.parquet (typed, for pipelines).
+
+Parquet choice: list columns (roles, ...) are `list<string>`; dict columns (bytes_by_role, ...)
+are JSON text, because their keys vary from flow to flow and JSON text reads the same in pandas,
+DuckDB, Spark and R, while a parquet `map` comes back as lists of tuples in pandas. The names of
+the JSON columns are recorded in the schema metadata key `confscope.json_columns`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analyzer.report.sanitize import csv_cell, text, to_plain
+
+JSON_COLUMNS_KEY = b"confscope.json_columns"
+
+
+def _is_missing(v: Any) -> bool:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    return isinstance(v, float) and v != v
+
+
+def _kind(series: pd.Series) -> str:
+    """'list', 'dict', 'bytes' or 'text' for an object column, from its non-missing values."""
+    values = [v for v in series if not _is_missing(v)]
+    if values and all(isinstance(v, list | tuple | np.ndarray | set | frozenset) for v in values):
+        return "list"
+    if values and all(isinstance(v, dict) for v in values):
+        return "dict"
+    if values and all(isinstance(v, bytes | bytearray | memoryview) for v in values):
+        return "bytes"
+    return "text"
+
+
+def _json_text(v: Any) -> str | None:
+    if _is_missing(v):
+        return None
+    return json.dumps(to_plain(v), ensure_ascii=False, sort_keys=True, allow_nan=False)
+
+
+def _object_columns(flows: pd.DataFrame) -> dict[str, str]:
+    """Kinds of the columns that can hold captured text or nested values (object and string dtypes;
+    pandas 3 gives text columns the `str` dtype rather than object)."""
+    return {
+        c: _kind(flows[c])
+        for c in flows.columns
+        if flows[c].dtype == object or isinstance(flows[c].dtype, pd.StringDtype | pd.CategoricalDtype)
+    }
+
+
+def csv_frame(flows: pd.DataFrame) -> pd.DataFrame:
+    """The flows as written to CSV: nested values as JSON text, formula-starting strings quoted."""
+    out = flows.copy()
+    for col, kind in _object_columns(flows).items():
+        if kind in ("list", "dict"):
+            out[col] = [_json_text(v) for v in flows[col]]
+        elif kind == "bytes":
+            out[col] = [None if _is_missing(v) else bytes(v).hex() for v in flows[col]]
+        else:
+            out[col] = [
+                None if _is_missing(v) else csv_cell(v if isinstance(v, str) else text(v)) for v in flows[col]
+            ]
+    out.columns = [csv_cell(str(c)) for c in out.columns]
+    return out
+
+
+def write_csv(flows: pd.DataFrame, path: str | Path) -> Path:
+    """Write flows.csv (UTF-8, CRLF rows); no text cell starts with = + - @ tab or CR."""
+    path = Path(path)
+    # RFC 4180 line ends: with "\r\n" as terminator the writer quotes any field holding a CR or LF,
+    # so a captured string cannot start a new row.
+    csv_frame(flows).to_csv(path, index=False, encoding="utf-8", lineterminator="\r\n")
+    return path
+
+
+def parquet_table(flows: pd.DataFrame) -> pa.Table:
+    """The flows as an Arrow table with stable types (see the module docstring)."""
+    arrays: list[pa.Array] = []
+    names: list[str] = []
+    json_cols: list[str] = []
+    kinds = _object_columns(flows)
+    for col in flows.columns:
+        series = flows[col]
+        kind = kinds.get(col)
+        if kind == "list":
+            values = [None if _is_missing(v) else [text(x) for x in to_plain(v)] for v in series]
+            arr = pa.array(values, type=pa.list_(pa.string()))
+        elif kind == "dict":
+            arr = pa.array([_json_text(v) for v in series], type=pa.string())
+            json_cols.append(str(col))
+        elif kind == "bytes":
+            arr = pa.array([None if _is_missing(v) else bytes(v) for v in series], type=pa.binary())
+        elif kind == "text":
+            arr = pa.array([None if _is_missing(v) else text(v) for v in series], type=pa.string())
+        else:
+            arr = pa.Array.from_pandas(series)
+        arrays.append(arr)
+        names.append(str(col))
+    table = pa.Table.from_arrays(arrays, names=names)
+    meta = dict(table.schema.metadata or {})
+    meta[JSON_COLUMNS_KEY] = json.dumps(json_cols).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def write_parquet(flows: pd.DataFrame, path: str | Path) -> Path:
+    """Write flows.parquet keeping numeric types, lists as list<string>, dicts as JSON text."""
+    path = Path(path)
+    pq.write_table(parquet_table(flows), path)
+    return path

@@ -1,0 +1,179 @@
+"""One pass over a capture: read chunks, decode, classify payload kinds, aggregate flows and keep
+the payload samples that dissection needs. Memory is bounded by the chunk size plus what is
+proportional to the number of flows (partial tables and samples)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analyzer.capture import CaptureInfo, CaptureReader
+from analyzer.capture.source import CaptureSource
+from analyzer.decode import DecodeState, decode_chunk
+from analyzer.decode import reasons as R
+from analyzer.flows import TRANSPORT_NAMES, aggregate, canonical, finalize, flow_keys, merge_partials
+
+from analyzer.dissect.kinds import KIND_NAMES, payload_kinds
+
+# Low-volume kinds whose every packet (up to SAMPLE_CONTROL) dissection wants to see.
+CONTROL_KINDS = frozenset(
+    k for k in ("dns", "sip", "stun", "dtls_handshake", "tls_handshake", "zoom_control", "zrtp", "quic_long")
+    if k in KIND_NAMES
+)
+
+SAMPLE_FIRST = 10  # first packets kept per flow and direction
+SAMPLE_CONTROL = 200  # further control packets (DNS, SIP, STUN, handshakes) per flow and direction
+SAMPLE_MAX_BYTES = 16384
+MERGE_EVERY_ROWS = 200_000
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass
+class ScanResult:
+    flows: pd.DataFrame
+    samples: pd.DataFrame
+    info: CaptureInfo
+    kind_names: tuple[str, ...] = field(default_factory=tuple)
+
+
+class _Sampler:
+    """Keeps the first payloads of each flow direction, with counts carried across chunks."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[int, int], int] = {}
+        self.seen_control: dict[tuple[int, int], int] = {}
+        self.rows: list[tuple] = []
+
+    def take(self, keys, dirs, chunk, cols, idx, control_mask) -> None:
+        has_payload = cols.l4_len[idx] > 0
+        cand = np.flatnonzero(has_payload)
+        if not cand.size:
+            return
+        ck, cd = keys[cand], dirs[cand]
+        rank = pd.Series(np.ones(cand.size, np.int64)).groupby([ck, cd]).cumsum().to_numpy() - 1
+        prior = np.fromiter((self.seen.get(k, 0) for k in zip(ck.tolist(), cd.tolist(), strict=True)), np.int64, cand.size) if self.seen else np.zeros(cand.size, np.int64)
+        keep = rank + prior < SAMPLE_FIRST
+        ctrl = control_mask[cand] & ~keep
+        if ctrl.any():
+            sub = np.flatnonzero(ctrl)
+            sk, sd = ck[sub], cd[sub]
+            crank = pd.Series(np.ones(sub.size, np.int64)).groupby([sk, sd]).cumsum().to_numpy() - 1
+            cprior = np.fromiter((self.seen_control.get(k, 0) for k in zip(sk.tolist(), sd.tolist(), strict=True)), np.int64, sub.size)
+            ok = crank + cprior < SAMPLE_CONTROL
+            keep[sub[ok]] = True
+            for k, c in pd.Series(ok.astype(np.int64)).groupby([sk, sd]).sum().items():
+                self.seen_control[k] = self.seen_control.get(k, 0) + int(c)
+        for k, c in pd.Series(np.ones(cand.size, np.int64)).groupby([ck, cd]).sum().items():
+            self.seen[k] = self.seen.get(k, 0) + int(c)
+        sel = idx[cand[keep]]
+        if not sel.size:
+            return
+        buf = chunk.buf
+        offs, lens = cols.l4_off[sel].tolist(), np.minimum(cols.l4_len[sel], SAMPLE_MAX_BYTES).tolist()
+        payloads = [bytes(buf[o : o + ln]) for o, ln in zip(offs, lens, strict=True)]
+        self.rows.extend(
+            zip(
+                keys[cand[keep]].tolist(),
+                chunk.frame_no[sel].tolist(),
+                chunk.ts_ns[sel].tolist(),
+                dirs[cand[keep]].tolist(),
+                cols.proto[sel].tolist(),
+                cols.tcp_seq[sel].tolist(),
+                cols.tcp_flags[sel].tolist(),
+                payloads,
+                strict=True,
+            )
+        )
+
+    def frame(self) -> pd.DataFrame:
+        cols = ["flow_key", "frame", "ts_ns", "adir", "proto", "tcp_seq", "tcp_flags", "payload"]
+        df = pd.DataFrame.from_records(self.rows, columns=cols)
+        df["flow_key"] = df["flow_key"].astype(np.uint64)
+        return df
+
+
+def scan_capture(
+    source: CaptureSource,
+    *,
+    chunk_bytes: int | None = None,
+    progress: ProgressFn | None = None,
+    keep_samples: bool = True,
+    name: str | None = None,
+) -> ScanResult:
+    """Read, decode and aggregate a whole capture in one pass."""
+    kwargs = {"chunk_bytes": chunk_bytes} if chunk_bytes else {}
+    with CaptureReader(source, name=name, **kwargs) as reader:
+        state = DecodeState()
+        parts: list[pd.DataFrame] = []
+        rows = 0
+        sampler = _Sampler() if keep_samples else None
+        n_kinds = len(KIND_NAMES)
+        control_codes = np.array(sorted(KIND_NAMES.index(k) for k in CONTROL_KINDS), dtype=np.int64)
+        for chunk in reader.chunks():
+            cols = decode_chunk(chunk, state)
+            _count_skipped(reader.info, cols.status)
+            idx = np.flatnonzero(cols.status == R.OK)
+            if idx.size:
+                kinds = payload_kinds(
+                    chunk.buf, cols.l4_off[idx], cols.l4_len[idx], cols.proto[idx],
+                    cols.sport[idx], cols.dport[idx],
+                ).astype(np.int64)
+                c = canonical(cols, idx)
+                keys = flow_keys(c)
+                codes, uniq = pd.factorize(keys)
+                part = aggregate(
+                    c, codes, np.asarray(uniq, dtype=np.uint64), chunk.ts_ns[idx], chunk.wirelen[idx].astype(np.int64),
+                    cols.tcp_flags[idx].astype(np.int64), cols.encap[idx], kinds, n_kinds,
+                )
+                parts.append(part)
+                rows += len(part)
+                if rows > MERGE_EVERY_ROWS and len(parts) > 1:
+                    parts = [merge_partials(parts)]
+                    rows = len(parts[0])
+                if sampler is not None:
+                    control = np.isin(kinds, control_codes)
+                    sampler.take(keys, c["dir"], chunk, cols, idx, control)
+            if progress is not None:
+                progress(chunk.bytes_read)
+        info = reader.info
+    for reason, count in state.counters.items():
+        info.warn(f"{count} packets: {reason.replace('_', ' ')} (outer tunnel header used)")
+    flows = finalize(merge_partials(parts), KIND_NAMES)
+    samples = _attach_flow_ids(sampler.frame() if sampler else None, flows)
+    return ScanResult(flows=flows, samples=samples, info=info, kind_names=KIND_NAMES)
+
+
+def _count_skipped(info: CaptureInfo, status: np.ndarray) -> None:
+    bad = status[status != R.OK]
+    if bad.size:
+        for code, count in zip(*np.unique(bad, return_counts=True), strict=True):
+            info.skipped[R.REASON_NAMES.get(int(code), f"reason_{int(code)}")] += int(count)
+
+
+def _attach_flow_ids(samples: pd.DataFrame | None, flows: pd.DataFrame) -> pd.DataFrame:
+    cols = ["flow_id", "frame", "ts_ns", "dir", "transport", "tcp_seq", "tcp_flags", "payload"]
+    if samples is None or samples.empty or flows.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+    pos = pd.Index(flows["flow_key"].to_numpy()).get_indexer(samples["flow_key"].to_numpy())
+    samples = samples[pos >= 0]
+    pos = pos[pos >= 0]
+    # `adir` is relative to the canonical A endpoint; turn it into client/server direction.
+    a_is_client = flows["a_is_client"].to_numpy()[pos]
+    adir = samples["adir"].to_numpy()
+    out = pd.DataFrame(
+        {
+            "flow_id": flows["flow_id"].to_numpy()[pos],
+            "frame": samples["frame"].to_numpy(),
+            "ts_ns": samples["ts_ns"].to_numpy(),
+            "dir": np.where(a_is_client, adir, 1 - adir).astype(np.int8),
+            "transport": [TRANSPORT_NAMES.get(p, f"ip-{p}") for p in samples["proto"].tolist()],
+            "tcp_seq": samples["tcp_seq"].to_numpy(),
+            "tcp_flags": samples["tcp_flags"].to_numpy(),
+            "payload": samples["payload"].to_numpy(),
+        }
+    )
+    return out.sort_values(["flow_id", "frame"], kind="stable").reset_index(drop=True)
