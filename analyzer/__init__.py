@@ -1,5 +1,28 @@
-"""confscope: through which countries and networks did a call travel, and where were its keys handed out?"""
+"""confscope: through which countries and networks did a call travel, and where were its keys handed out?
+
+Public API (pandas in, pandas out):
+
+- ``analyze(path_or_bytes_or_file, **options) -> Session``: one capture.
+- ``analyze_many(paths, workers=None, scheduler=None, **options) -> Dataset``: many captures,
+  on local processes or a Dask cluster.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["Dataset", "Session", "__version__", "analyze", "analyze_many"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use so that `import analyzer` (and the CLI's --help) stays fast.
+    if name in ("analyze", "Session"):
+        from analyzer import session
+
+        return getattr(session, name)
+    if name in ("analyze_many", "Dataset"):
+        from analyzer import dataset
+
+        return getattr(dataset, name)
+    raise AttributeError(f"module 'analyzer' has no attribute {name!r}")

@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_geo_policy_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--geoip", action="append", default=[], metavar="DB.mmdb", help="MaxMind-format database (repeatable)")
+    p.add_argument(
+        "--geoip", action="append", default=[], metavar="DB.mmdb", help="MaxMind-format database (repeatable)"
+    )
     grp = p.add_mutually_exclusive_group()
     grp.add_argument("--allow", metavar="CC,CC", help="countries allowed to carry the call")
     grp.add_argument("--region", metavar="NAME", help="a named region, e.g. north-america, eu")
@@ -97,8 +99,12 @@ def progress_bar(path: str, mode: str):
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
     ) as bar:
         task = bar.add_task(Path(path).name[:40], total=size)
         yield lambda done: bar.update(task, completed=min(done, size))
@@ -191,8 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: still one line, but a distinct exit code
         if args.debug:
             raise
-        print(f"confscope: internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug and "
-              "report it", file=sys.stderr)
+        print(
+            f"confscope: internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug and report it",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 

@@ -65,8 +65,12 @@ def _certificate(common_name: str, seed: int) -> bytes:
 
     # Ed25519 signatures are deterministic, so the certificate bytes are the same every run.
     key = Ed25519PrivateKey.from_private_bytes(bytes([seed % 251 + 1]) * 32)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "confscope demo")])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "confscope demo"),
+        ]
+    )
     issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "confscope demo CA")])
     cert = (
         x509.CertificateBuilder()
@@ -107,8 +111,9 @@ def ecb_encrypt(plain: bytes) -> bytes:
 def zoom_media(kind: str, seq: int, ts: int, ssrc: int, payload_plain: bytes) -> bytes:
     """Gen A SFU packet: 0x05, the Zoom media header, then RTP with an ECB-encrypted payload."""
     rtp_pt = 99 if kind == "audio" else 98
-    rtp = struct.pack("!BBHII", 0x90, rtp_pt | (0x80 if kind == "video" and seq % 8 == 7 else 0), seq & 0xFFFF,
-                      ts & 0xFFFFFFFF, ssrc)
+    rtp = struct.pack(
+        "!BBHII", 0x90, rtp_pt | (0x80 if kind == "video" and seq % 8 == 7 else 0), seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc
+    )
     rtp += struct.pack("!HH", 0xBEDE, 1) + b"\x10\x01\x00\x00"  # one-byte header extension, one element
     if kind == "audio":
         inner = bytes([0x0F, 0x01, 0x00, 0xFB]) + bytes(5) + struct.pack("!HI", seq & 0xFFFF, ts) + bytes(4)
@@ -151,8 +156,13 @@ class _Timeline:
 
         up = src == CLIENT
         eth = Ether(src=CLIENT_MAC, dst=ROUTER_MAC) if up else Ether(src=ROUTER_MAC, dst=CLIENT_MAC)
-        self.add(t, eth / IP(src=src, dst=dst, id=self.rnd.getrandbits(16), ttl=64 if up else 52)
-                 / UDP(sport=sport, dport=dport) / Raw(payload))
+        self.add(
+            t,
+            eth
+            / IP(src=src, dst=dst, id=self.rnd.getrandbits(16), ttl=64 if up else 52)
+            / UDP(sport=sport, dport=dport)
+            / Raw(payload),
+        )
 
     def dns(self, t: float, name: str, ip: str, sport: int, qid: int) -> None:
         from scapy.layers.dns import DNS, DNSQR, DNSRR
@@ -161,11 +171,17 @@ class _Timeline:
 
         q = DNS(id=qid, rd=1, qd=DNSQR(qname=name))
         a = DNS(id=qid, qr=1, rd=1, ra=1, qd=DNSQR(qname=name), an=DNSRR(rrname=name, ttl=60, rdata=ip))
-        self.add(t, Ether(src=CLIENT_MAC, dst=ROUTER_MAC) / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=sport, dport=53) / q)
-        self.add(t + RTT_S[RESOLVER], Ether(src=ROUTER_MAC, dst=CLIENT_MAC) / IP(src=RESOLVER, dst=CLIENT)
-                 / UDP(sport=53, dport=sport) / a)
+        self.add(
+            t, Ether(src=CLIENT_MAC, dst=ROUTER_MAC) / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=sport, dport=53) / q
+        )
+        self.add(
+            t + RTT_S[RESOLVER],
+            Ether(src=ROUTER_MAC, dst=CLIENT_MAC) / IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=sport) / a,
+        )
 
-    def tls_session(self, t: float, server: str, sport: int, sni: str, seed: int, app_bytes: list[tuple[int, int]]) -> float:
+    def tls_session(
+        self, t: float, server: str, sport: int, sni: str, seed: int, app_bytes: list[tuple[int, int]]
+    ) -> float:
         """Handshake, TLS hello exchange, a few application records, FIN. Returns the end time."""
         from scapy.layers.inet import IP, TCP
         from scapy.layers.l2 import Ether
@@ -191,7 +207,7 @@ class _Timeline:
         s2c(t + rtt, "SA")
         c2s(t + rtt + 0.0002, "A")
         c2s(t + rtt + 0.0005, "PA", client_hello(sni, seed))
-        flight = server_flight(sni if "*" in sni else sni, seed)
+        flight = server_flight(sni, seed)
         now = t + 2 * rtt + 0.001
         for off in range(0, len(flight), 1400):
             s2c(now, "PA", flight[off : off + 1400])
@@ -221,17 +237,27 @@ def build_demo_packets() -> list:
     tl.tls_session(t + 2.0, MMR[1], 50112, MMR[0], 3, [(600, 400), (200, 200)])
     txid = bytes(range(1, 17))
     tl.udp(t + 2.5, CLIENT, 50200, STUN_SERVER, 3478, zoom_stun_request(txid))
-    tl.udp(t + 2.5 + RTT_S[STUN_SERVER], STUN_SERVER, 3478, CLIENT, 50200, zoom_stun_response(txid, CLIENT_PUBLIC, 50200))
+    tl.udp(
+        t + 2.5 + RTT_S[STUN_SERVER], STUN_SERVER, 3478, CLIENT, 50200, zoom_stun_response(txid, CLIENT_PUBLIC, 50200)
+    )
     rnd = random.Random(7)
     media_start = t + 3.0
     for i in range(240):  # 12 s of audio at 20 ms, both directions
         at = media_start + i * 0.02
         tl.udp(at, CLIENT, 50300, MMR[1], 8801, zoom_media("audio", i, i * 960, 0x01000802, _plain_audio(i, rnd)))
-        tl.udp(at + 0.011, MMR[1], 8801, CLIENT, 50300,
-               zoom_media("audio", i, i * 960, 0x01000402, _plain_audio(i + 3, rnd)))
+        tl.udp(
+            at + 0.011,
+            MMR[1],
+            8801,
+            CLIENT,
+            50300,
+            zoom_media("audio", i, i * 960, 0x01000402, _plain_audio(i + 3, rnd)),
+        )
     for i in range(120):  # 12 s of screen-share video at ~10 packets/s
         at = media_start + 0.005 + i * 0.1
-        tl.udp(at, CLIENT, 50300, MMR[1], 8801, zoom_media("video", i, (i // 8) * 9000, 0x01000801, _plain_video(i, rnd)))
+        tl.udp(
+            at, CLIENT, 50300, MMR[1], 8801, zoom_media("video", i, (i // 8) * 9000, 0x01000801, _plain_video(i, rnd))
+        )
     return [pkt for _t, pkt in _stamped(tl.packets)]
 
 

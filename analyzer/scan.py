@@ -41,34 +41,54 @@ class ScanResult:
 
 
 class _Sampler:
-    """Keeps the first payloads of each flow direction, with counts carried across chunks."""
+    """Keeps the first payloads of each flow direction, with counts carried across chunks.
+
+    Counting is per group (flow key, direction), never per packet: each chunk's packets are
+    grouped once, and only the groups' running totals live in Python dicts.
+    """
 
     def __init__(self) -> None:
-        self.seen: dict[tuple[int, int], int] = {}
-        self.seen_control: dict[tuple[int, int], int] = {}
+        self.seen: dict[int, int] = {}
+        self.seen_control: dict[int, int] = {}
         self.rows: list[tuple] = []
 
+    @staticmethod
+    def _ranks(group_codes: np.ndarray, n_groups: int) -> np.ndarray:
+        """0-based position of each element within its group, in order of appearance."""
+        order = np.argsort(group_codes, kind="stable")
+        starts = np.zeros(n_groups + 1, np.int64)
+        np.cumsum(np.bincount(group_codes, minlength=n_groups), out=starts[1:])
+        ranks = np.empty(group_codes.size, np.int64)
+        ranks[order] = np.arange(group_codes.size) - starts[group_codes[order]]
+        return ranks
+
+    def _select(self, gkeys: np.ndarray, limit: int, seen: dict[int, int]) -> np.ndarray:
+        codes, uniq = pd.factorize(gkeys)
+        uniq = np.asarray(uniq)
+        prior = np.array([seen.get(k, 0) for k in uniq.tolist()], dtype=np.int64)
+        open_groups = prior < limit
+        for k, c in zip(uniq.tolist(), np.bincount(codes, minlength=uniq.size).tolist(), strict=True):
+            seen[k] = seen.get(k, 0) + c
+        if not open_groups.any():
+            return np.zeros(gkeys.size, bool)
+        live = open_groups[codes]
+        keep = np.zeros(gkeys.size, bool)
+        sub = np.flatnonzero(live)
+        sub_codes, sub_uniq = pd.factorize(codes[sub])
+        ranks = self._ranks(sub_codes, len(sub_uniq))
+        keep[sub] = ranks + prior[codes[sub]] < limit
+        return keep
+
     def take(self, keys, dirs, chunk, cols, idx, control_mask) -> None:
-        has_payload = cols.l4_len[idx] > 0
-        cand = np.flatnonzero(has_payload)
+        cand = np.flatnonzero(cols.l4_len[idx] > 0)
         if not cand.size:
             return
-        ck, cd = keys[cand], dirs[cand]
-        rank = pd.Series(np.ones(cand.size, np.int64)).groupby([ck, cd]).cumsum().to_numpy() - 1
-        prior = np.fromiter((self.seen.get(k, 0) for k in zip(ck.tolist(), cd.tolist(), strict=True)), np.int64, cand.size) if self.seen else np.zeros(cand.size, np.int64)
-        keep = rank + prior < SAMPLE_FIRST
-        ctrl = control_mask[cand] & ~keep
-        if ctrl.any():
-            sub = np.flatnonzero(ctrl)
-            sk, sd = ck[sub], cd[sub]
-            crank = pd.Series(np.ones(sub.size, np.int64)).groupby([sk, sd]).cumsum().to_numpy() - 1
-            cprior = np.fromiter((self.seen_control.get(k, 0) for k in zip(sk.tolist(), sd.tolist(), strict=True)), np.int64, sub.size)
-            ok = crank + cprior < SAMPLE_CONTROL
-            keep[sub[ok]] = True
-            for k, c in pd.Series(ok.astype(np.int64)).groupby([sk, sd]).sum().items():
-                self.seen_control[k] = self.seen_control.get(k, 0) + int(c)
-        for k, c in pd.Series(np.ones(cand.size, np.int64)).groupby([ck, cd]).sum().items():
-            self.seen[k] = self.seen.get(k, 0) + int(c)
+        # One key per (flow, direction): the low bit of the flow hash is replaced by the direction.
+        gkeys = (keys[cand] & ~np.uint64(1)) | dirs[cand].astype(np.uint64)
+        keep = self._select(gkeys, SAMPLE_FIRST, self.seen)
+        ctrl = np.flatnonzero(control_mask[cand] & ~keep)
+        if ctrl.size:
+            keep[ctrl[self._select(gkeys[ctrl], SAMPLE_CONTROL, self.seen_control)]] = True
         sel = idx[cand[keep]]
         if not sel.size:
             return

@@ -116,6 +116,8 @@ def _read_classic(raw: bytes) -> list[tuple[int, int, int, bytes]]:
         b"\x4d\x3c\xb2\xa1": ("<", 1),
         b"\xa1\xb2\x3c\x4d": (">", 1),
     }
+    if magic not in table or len(raw) < 24:
+        return []
     endian, frac_ns = table[magic]
     linktype = struct.unpack_from(endian + "I", raw, 20)[0] & 0x0FFFFFFF
     rec = struct.Struct(endian + "IIII")
@@ -317,6 +319,9 @@ def build(seeds_dir: Path, names: tuple[str, ...], n_packets: int, out_path: Pat
             print(f"make_capture: seed {path} missing, skipped", file=sys.stderr)
             continue
         packets, stats = read_seed(path)
+        if not packets:
+            print(f"make_capture: seed {path} has no readable packets, skipped", file=sys.stderr)
+            continue
         if stats.skipped:
             print(
                 f"make_capture: {name}: {stats.skipped} frames of link types "

@@ -34,12 +34,17 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import make_capture  # noqa: E402  (sibling script, not a package)
 
+
+def _py_cmd(script: str) -> str:
+    return f"{shlex.quote(sys.executable)} {shlex.quote(str(BENCH_DIR / 'peers' / script))} {{file}}"
+
+
 DEFAULT_CONFSCOPE = ("confscope flows {file} -o /dev/null --format csv",)
 PEERS = {
     "ndpiReader": "ndpiReader -i {file}",
-    "nfstream": f"{shlex.quote(sys.executable)} {BENCH_DIR / 'peers' / 'nfstream_flows.py'} {{file}}",
+    "nfstream": _py_cmd("nfstream_flows.py"),
     "tshark": "tshark -r {file} -q -z conv,udp -z conv,tcp",
-    "dpkt": f"{shlex.quote(sys.executable)} {BENCH_DIR / 'peers' / 'dpkt_flows.py'} {{file}}",
+    "dpkt": _py_cmd("dpkt_flows.py"),
 }
 DEFAULT_DIR = make_capture.DEFAULT_OUTPUT.parent
 
@@ -89,7 +94,9 @@ def run_once(argv: list[str], timeout: float) -> RunResult:
         with err_path.open("wb") as err:
             t0 = time.perf_counter()
             try:
-                proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+                # An empty scratch cwd: NFStream's to_pandas() round-trips through a CSV file in the
+                # cwd, and nothing measured should write into (or be disturbed in) the repository.
+                proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=tmp)
             except OSError as exc:
                 return RunResult(0.0, 0, 0.0, 127, str(exc))
             # Poll instead of blocking so a hung command can be killed; 2 ms of latency at most.
@@ -156,9 +163,7 @@ def ensure_capture(file: Path, packets: int) -> None:
     print(f"# building {file} ({packets:,} packets)", file=sys.stderr)
     want_ng = file.suffix == ".pcapng"
     pcap = file.with_suffix(".pcap")
-    make_capture.build(
-        make_capture.DEFAULT_SEEDS_DIR, make_capture.DEFAULT_SEEDS, packets, pcap, pcapng=want_ng
-    )
+    make_capture.build(make_capture.DEFAULT_SEEDS_DIR, make_capture.DEFAULT_SEEDS, packets, pcap, pcapng=want_ng)
 
 
 def _attempt(tool: Tool, file: Path, timeout: float) -> RunResult | None:
@@ -245,6 +250,8 @@ def summarize(tool: Tool, packets: int | None) -> dict:
         "rss_kib": tool.rss_kib,
         "stderr_last_line": tool.last_stderr,
     }
+    if tool.error:
+        row["error"] = tool.error
     if tool.ratios:
         row.update(
             ratio_median=statistics.median(tool.ratios),
@@ -258,9 +265,7 @@ def summarize(tool: Tool, packets: int | None) -> dict:
 def display(template: str) -> str:
     """The command as a reader would type it (repo-relative script paths, plain `python`)."""
     return (
-        template.replace(shlex.quote(sys.executable), "python")
-        .replace(str(BENCH_DIR), "bench")
-        .replace("{file}", "F")
+        template.replace(shlex.quote(sys.executable), "python").replace(str(BENCH_DIR), "bench").replace("{file}", "F")
     )
 
 
@@ -271,7 +276,7 @@ def markdown_table(rows: list[dict], ref: str) -> str:
     ]
     for r in rows:
         cmd = f"**{r['name']}** `{display(r['command'])}`"
-        if "error" in r:
+        if "error" in r and "runs" not in r:
             lines.append(f"| {cmd} | – | – | – | – | – | failed: {r['error']} |")
             continue
         rate = _fmt_rate(r["pkts_per_s"]) if r["pkts_per_s"] else "–"
@@ -283,7 +288,8 @@ def markdown_table(rows: list[dict], ref: str) -> str:
             ratio = "–"
         wall, rss = f"{r['wall_median_s']:.3f} s", f"{r['peak_rss_mib']:.0f} MiB"
         cpu = f"{r['cpu_median_s']:.2f} s"
-        lines.append(f"| {cmd} | {wall} | {rate} | {ratio} | {cpu} | {rss} | {r['runs']} |")
+        runs = str(r["runs"]) + (f", then failed: {r['error']}" if "error" in r else "")
+        lines.append(f"| {cmd} | {wall} | {rate} | {ratio} | {cpu} | {rss} | {runs} |")
     return "\n".join(lines)
 
 
@@ -326,7 +332,7 @@ def parse_peer(spec: str) -> Tool:
 
 
 def compare(args: argparse.Namespace) -> dict:
-    file: Path = args.file
+    file: Path = args.file.resolve()
     ensure_capture(file, args.packets)
     packets = packet_count(file)
     tools = confscope_tools(args.confscope) + [parse_peer(p) for p in args.peers]
@@ -363,7 +369,7 @@ def scale(args: argparse.Namespace) -> dict:
     """confscope on several capture sizes, sizes alternating per round; peak RSS should stay flat."""
     files = []
     for n in args.sizes:
-        f = args.dir / f"big{_size_label(n)}.pcap"
+        f = args.dir.resolve() / f"big{_size_label(n)}.pcap"
         ensure_capture(f, n)
         files.append((n, f))
     rows = []
@@ -381,7 +387,7 @@ def scale(args: argparse.Namespace) -> dict:
         for n, _f in files:
             row = summarize(per_size[n], n)
             row["packets"] = n
-            if "error" not in row:
+            if "runs" in row:
                 base = base or row["peak_rss_mib"]
                 row["rss_vs_smallest"] = row["peak_rss_mib"] / base
             rows.append(row)
@@ -390,7 +396,7 @@ def scale(args: argparse.Namespace) -> dict:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        if "error" in r:
+        if "runs" not in r:
             lines.append(f"| `{display(r['command'])}` | {r['packets']:,} | failed: {r['error']} | | | |")
             continue
         lines.append(

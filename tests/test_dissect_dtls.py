@@ -33,8 +33,12 @@ def _record(ctype: int, body: bytes, version: int = 0xFEFD, epoch: int = 0, seq:
 def _hs(msg_type: int, msg: bytes, seq: int = 0, frag: tuple[int, int] | None = None) -> bytes:
     off, n = frag if frag else (0, len(msg))
     return (
-        bytes([msg_type]) + len(msg).to_bytes(3, "big") + struct.pack(">H", seq)
-        + off.to_bytes(3, "big") + n.to_bytes(3, "big") + msg[off : off + n]
+        bytes([msg_type])
+        + len(msg).to_bytes(3, "big")
+        + struct.pack(">H", seq)
+        + off.to_bytes(3, "big")
+        + n.to_bytes(3, "big")
+        + msg[off : off + n]
     )
 
 
@@ -50,8 +54,15 @@ def _client_hello() -> bytes:
         + _ext(16, struct.pack(">H", len(alpn)) + alpn)
     )
     return (
-        b"\xfe\xfd" + bytes(32) + b"\x00" + b"\x00" + struct.pack(">H", 2) + b"\xc0\x2b" + b"\x01\x00"
-        + struct.pack(">H", len(exts)) + exts
+        b"\xfe\xfd"
+        + bytes(32)
+        + b"\x00"
+        + b"\x00"
+        + struct.pack(">H", 2)
+        + b"\xc0\x2b"
+        + b"\x01\x00"
+        + struct.pack(">H", len(exts))
+        + exts
     )
 
 
@@ -70,8 +81,13 @@ def _self_signed(cn: str) -> bytes:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=30))
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.DER)
@@ -112,16 +128,21 @@ def test_synthetic_flight_with_fragmented_certificate() -> None:
     dg2 = _record(22, _hs(2, _server_hello(), seq=1)) + _record(
         22, _hs(11, cert_msg, seq=2, frag=(0, half)), seq=1
     )
-    dg3 = _record(22, _hs(11, cert_msg, seq=2, frag=(half, len(cert_msg) - half)), seq=2) + _record(
-        20, b"\x01", seq=3
-    ) + _record(22, bytes(48), epoch=1) + _record(23, bytes(40), epoch=1, seq=1)
+    dg3 = (
+        _record(22, _hs(11, cert_msg, seq=2, frag=(half, len(cert_msg) - half)), seq=2)
+        + _record(20, b"\x01", seq=3)
+        + _record(22, bytes(48), epoch=1)
+        + _record(23, bytes(40), epoch=1, seq=1)
+    )
     first = parse_dtls(dg1)
     assert first is not None and first.client_hello and first.sni == "media.example"
     assert first.alpn_offered == ("webrtc", "c-webrtc") and first.srtp_profiles_offered == (7, 1)
     assert parse_dtls(dg2).certificate_cn is None  # only half of the certificate is in dg2
     flight = parse_dtls_flight([dg1, dg2, dg3])
     assert flight is not None
-    assert flight.certificate_cn == "media.example.net" and flight.certificate_issuer_cn == "media.example.net"
+    assert (
+        flight.certificate_cn == "media.example.net" and flight.certificate_issuer_cn == "media.example.net"
+    )
     assert flight.srtp_profile_chosen == 7 and flight.cipher_suite == 0xC02B
     assert flight.handshake_records == 6 and flight.appdata_records == 1
     hvr = parse_dtls(_record(22, _hs(3, b"\xfe\xff\x04abcd")))

@@ -113,7 +113,13 @@ def decode_chunk(chunk: FrameChunk, state: DecodeState | None = None) -> PacketC
         eth = cur_et == INNER_ETHERNET
         if eth.any():
             sub_pos = cur_pos[eth]
-            t, p = ethertype_chain(buf, u16(buf, sub_pos + 12), sub_pos + 14, end[nxt[eth]], sub_enc := np.zeros(sub_pos.shape[0], np.int64))
+            t, p = ethertype_chain(
+                buf,
+                u16(buf, sub_pos + 12),
+                sub_pos + 14,
+                end[nxt[eth]],
+                sub_enc := np.zeros(sub_pos.shape[0], np.int64),
+            )
             cur_et[eth], cur_pos[eth] = t, p
             cols.encap[nxt[eth]] |= sub_enc
         is_ip = (cur_et == ETH_IPV4) | (cur_et == ETH_IPV6)
@@ -140,27 +146,61 @@ def _attribute_fragments(
 
     def key(idx: np.ndarray) -> np.ndarray:
         return mix_columns(
-            cols.ver[idx], cols.src_hi[idx], cols.src_lo[idx], cols.dst_hi[idx], cols.dst_lo[idx],
-            cols.proto[idx], fid[idx],
+            cols.ver[idx],
+            cols.src_hi[idx],
+            cols.src_lo[idx],
+            cols.dst_hi[idx],
+            cols.dst_lo[idx],
+            cols.proto[idx],
+            fid[idx],
         )
 
     table = state.fragments
+    tails = tails[np.isin(cols.proto[tails], PORTED)]
+    hk = key(heads) if heads.size else np.zeros(0, np.uint64)
+    tk = key(tails) if tails.size else np.zeros(0, np.uint64)
+    if tails.size:
+        # Each tail takes the ports of the latest earlier head of its datagram (this chunk, then
+        # earlier chunks); a tail that arrived before any head takes the next head in the chunk
+        # (senders often emit the last fragment first). Re-used IP ids thus stay deterministic.
+        pos = np.r_[heads, tails]
+        keys = np.r_[hk, tk]
+        is_head = np.r_[np.ones(heads.size, bool), np.zeros(tails.size, bool)]
+        order = np.lexsort((pos, keys))
+        ev = pd.DataFrame({"k": keys[order], "head": np.where(is_head[order], pos[order], -1)})
+        ev["head"] = ev["head"].where(ev["head"] >= 0)
+        prev = ev.groupby("k", sort=False)["head"].ffill()
+        nxt = ev.groupby("k", sort=False)["head"].bfill()
+        tail_sel = ~is_head[order]
+        t_pos, t_key = pos[order][tail_sel], keys[order][tail_sel]
+        t_prev, t_next = prev.to_numpy()[tail_sel], nxt.to_numpy()[tail_sel]
+        sport = np.full(t_pos.size, -1, np.int64)
+        dport = np.full(t_pos.size, -1, np.int64)
+        here = ~np.isnan(t_prev)
+        hp = t_prev[here].astype(np.int64)
+        sport[here], dport[here] = cols.sport[hp], cols.dport[hp]
+        need = np.flatnonzero(~here)
+        if need.size and table:
+            known = pd.Index(list(table.keys()), dtype="uint64")
+            where = known.get_indexer(t_key[need])
+            hit = where >= 0
+            if hit.any():
+                ports = np.array(list(table.values()), dtype=np.int64)
+                sport[need[hit]], dport[need[hit]] = ports[where[hit], 0], ports[where[hit], 1]
+                here[need[hit]] = True
+        later = ~here & ~np.isnan(t_next)
+        hn = t_next[later].astype(np.int64)
+        sport[later], dport[later] = cols.sport[hn], cols.dport[hn]
+        found = here | later
+        cols.sport[t_pos[found]] = sport[found]
+        cols.dport[t_pos[found]] = dport[found]
+        cols.status[t_pos[~found]] = R.FRAGMENT_ORPHAN
     if heads.size:
-        hk = key(heads)
-        for k, sp, dp in zip(hk.tolist(), cols.sport[heads].tolist(), cols.dport[heads].tolist(), strict=True):
+        # Heads in file order: the latest head of each datagram id is what later chunks see.
+        for k, sp, dp in zip(
+            hk.tolist(), cols.sport[heads].tolist(), cols.dport[heads].tolist(), strict=True
+        ):
             table[k] = (sp, dp)
             table.move_to_end(k)
         while len(table) > MAX_PENDING_FRAGMENTS:
             table.popitem(last=False)
-    tails = tails[np.isin(cols.proto[tails], PORTED)]
-    if not tails.size:
-        return
-    tk = key(tails)
-    known = pd.Index(list(table.keys()), dtype="uint64") if table else pd.Index([], dtype="uint64")
-    where = known.get_indexer(tk)
-    found = where >= 0
-    if found.any():
-        ports = np.array(list(table.values()), dtype=np.int64)
-        cols.sport[tails[found]] = ports[where[found], 0]
-        cols.dport[tails[found]] = ports[where[found], 1]
-    cols.status[tails[~found]] = R.FRAGMENT_ORPHAN

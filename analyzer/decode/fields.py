@@ -1,28 +1,47 @@
 """Vectorised big-endian field reads at many offsets of one byte buffer.
 
-Offsets past the end of the buffer are clipped instead of raising; callers always combine a
-read with a bounds mask (`pos + width <= frame_end`), so clipped values are never trusted.
+Multi-byte fields are read through overlapping strided views of the buffer (element i of the
+16-bit view is bytes i..i+1) in native byte order and swapped afterwards: one gather per field
+instead of one per byte, and fancy indexing rather than `np.take(mode="clip")`, which measured
+5-7x slower. Offsets outside the buffer are clipped instead of raising; callers always combine
+a read with a bounds mask (`pos + width <= frame_end`), so clipped values are never trusted.
 """
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+
+_SWAP = sys.byteorder == "little"
+
+
+def _view(buf: np.ndarray, dtype: type, width: int) -> np.ndarray:
+    n = buf.shape[0] - width + 1
+    if n <= 0:
+        padded = np.zeros(width, dtype=np.uint8)
+        padded[: buf.shape[0]] = buf
+        buf, n = padded, 1
+    return np.ndarray(shape=(n,), dtype=dtype, buffer=buf, strides=(1,))
+
+
+def _gather(view: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    out = view[np.clip(pos, 0, view.shape[0] - 1)]
+    return out.byteswap() if _SWAP and out.dtype.itemsize > 1 else out
 
 
 def u8(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return np.take(buf, pos, mode="clip").astype(np.int64)
+    return buf[np.clip(pos, 0, buf.shape[0] - 1)].astype(np.int64) if buf.shape[0] else np.zeros(len(pos), np.int64)
 
 
 def u16(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return (u8(buf, pos) << 8) | u8(buf, pos + 1)
+    return _gather(_view(buf, np.uint16, 2), pos).astype(np.int64)
 
 
 def u32(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return (u16(buf, pos) << 16) | u16(buf, pos + 2)
+    return _gather(_view(buf, np.uint32, 4), pos).astype(np.int64)
 
 
 def u64_be(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """Eight bytes at each offset as one big-endian uint64 (used for halves of IPv6 addresses)."""
-    idx = pos[:, None] + np.arange(8, dtype=np.int64)
-    raw = np.ascontiguousarray(np.take(buf, idx, mode="clip"))
-    return raw.view(">u8").ravel().astype(np.uint64)
+    return _gather(_view(buf, np.uint64, 8), pos)

@@ -12,6 +12,10 @@ Priority (first match wins) for UDP: dns port, STUN, TURN ChannelData, DTLS, ZRT
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 KIND_NAMES: tuple[str, ...] = (
@@ -69,8 +73,21 @@ QUIC_PORT = 443
 SIP_PREFIXES: tuple[bytes, ...] = tuple(
     m + b" "
     for m in (
-        b"INVITE", b"REGISTER", b"ACK", b"BYE", b"CANCEL", b"OPTIONS", b"NOTIFY", b"SUBSCRIBE",
-        b"PUBLISH", b"MESSAGE", b"INFO", b"PRACK", b"REFER", b"UPDATE", b"SIP/2.0",
+        b"INVITE",
+        b"REGISTER",
+        b"ACK",
+        b"BYE",
+        b"CANCEL",
+        b"OPTIONS",
+        b"NOTIFY",
+        b"SUBSCRIBE",
+        b"PUBLISH",
+        b"MESSAGE",
+        b"INFO",
+        b"PRACK",
+        b"REFER",
+        b"UPDATE",
+        b"SIP/2.0",
     )
 )
 STUN_COOKIE = 0x2112A442
@@ -84,6 +101,16 @@ _Z_KNOWN = (0x0F, 0x10, 0x0D, 0x1E, 0x21, 0x22, 0x23, 0x15, 0x0A, 0x1F, 0x01, 0x
 _Z_SETUP_MIN = {0x01: 39, 0x02: 27, 0x03: 13, 0x04: 13}
 
 
+_LITTLE = sys.byteorder == "little"
+
+
+def _field_view(buf: np.ndarray, dtype: type, width: int) -> np.ndarray:
+    n = max(buf.shape[0] - width + 1, 1)
+    if buf.shape[0] < width:
+        buf = np.concatenate([buf, np.zeros(width, np.uint8)])
+    return np.ndarray(shape=(n,), dtype=dtype, buffer=buf, strides=(1,))
+
+
 class _Bytes:
     """Masked reads of payload bytes at per-packet relative offsets."""
 
@@ -91,33 +118,74 @@ class _Bytes:
         self.buf = buf
         self.off = off
         self.length = length
-        self._cache: dict[int, np.ndarray] = {}
+        self._cache: dict[object, np.ndarray] = {}
 
     def at(self, rel: int | np.ndarray) -> np.ndarray:
         """Byte at off+rel as int64, or -1 where rel is outside [0, length)."""
-        if isinstance(rel, int) and rel in self._cache:
-            return self._cache[rel]
-        r = np.broadcast_to(np.asarray(rel, dtype=np.int64), self.off.shape)
+        if np.ndim(rel) == 0:
+            rel = int(rel)
+            if rel in self._cache:
+                return self._cache[rel]
+        r = np.asarray(rel, dtype=np.int64)
         ok = (r >= 0) & (r < self.length)
-        idx = np.where(ok, self.off + r, 0)
-        out = np.where(ok, self.buf[idx].astype(np.int64), -1)
+        out = np.full(self.off.shape, -1, dtype=np.int64)
+        out[ok] = self.buf[(self.off + r)[ok] if r.ndim else self.off[ok] + r]
         if isinstance(rel, int):
             self._cache[rel] = out
         return out
 
+    def subset(self, idx: np.ndarray) -> _Bytes:
+        return _Bytes(self.buf, self.off[idx], self.length[idx])
+
+    def _wide(self, rel: int | np.ndarray, width: int, view_dtype: type) -> np.ndarray:
+        """A big-endian `width`-byte field at off+rel, or -1 where it does not fit in the payload.
+
+        One gather through an overlapping strided view (see analyzer.decode.fields) instead of one
+        gather per byte: this function dominated the cost of payload_kinds.
+        """
+        key = (int(rel), width) if np.ndim(rel) == 0 else None
+        if key is not None and key in self._cache:
+            return self._cache[key]
+        r = np.asarray(rel, dtype=np.int64)
+        ok = (r >= 0) & (r + width <= self.length)
+        pos = self.off + r
+        view = _field_view(self.buf, view_dtype, width)
+        out = np.full(self.off.shape, -1, dtype=np.int64)
+        vals = view[np.clip(pos[ok] if pos.ndim else pos, 0, view.shape[0] - 1)]
+        out[ok] = vals.byteswap() if _LITTLE else vals
+        if key is not None:
+            self._cache[key] = out
+        return out
+
     def u16(self, rel: int | np.ndarray) -> np.ndarray:
-        a, b = self.at(rel), self.at(np.asarray(rel) + 1)
-        return np.where((a >= 0) & (b >= 0), (a << 8) | b, -1)
+        return self._wide(rel, 2, np.uint16)
 
     def u32(self, rel: int | np.ndarray) -> np.ndarray:
-        hi, lo = self.u16(rel), self.u16(np.asarray(rel) + 2)
-        return np.where((hi >= 0) & (lo >= 0), (hi << 16) | lo, -1)
+        return self._wide(rel, 4, np.uint32)
 
     def equals(self, rel: int, pattern: bytes) -> np.ndarray:
         ok = np.ones(self.off.shape, dtype=bool)
         for i, value in enumerate(pattern):
             ok &= self.at(rel + i) == value
         return ok
+
+
+def _on(mask: np.ndarray, b: _Bytes, rule: Callable[..., Any]) -> Any:
+    """Evaluate `rule(bytes, plen)` only on the packets in `mask` (the candidates); False elsewhere.
+
+    The variable-offset reads are the costly part, so they run on the few candidates only. A rule
+    may return one mask or a tuple of masks.
+    """
+    idx = np.flatnonzero(mask)
+    sub = b.subset(idx)
+    res = rule(sub, sub.length)
+    parts = res if isinstance(res, tuple) else (res,)
+    outs = []
+    for part in parts:
+        out = np.zeros(mask.shape, dtype=bool)
+        out[idx] = part
+        outs.append(out)
+    return tuple(outs) if isinstance(res, tuple) else outs[0]
 
 
 def _port_in(sport: np.ndarray, dport: np.ndarray, ports: tuple[int, ...]) -> np.ndarray:
@@ -251,10 +319,11 @@ def payload_kinds(
     b0, b1 = b.at(0), b.at(1)
 
     dns_port = _port_in(sport, dport, DNS_PORTS)
-    sip = _sip_text(b) | _port_in(sport, dport, SIP_PORTS)
+    sip_first = np.isin(b0, sorted({p[0] for p in SIP_PREFIXES}))
+    sip = _on(has & sip_first, b, lambda x, n: _sip_text(x)) | _port_in(sport, dport, SIP_PORTS)
 
     # RFC 7983 / 9443 first-byte demultiplexing, with the extra checks each parser applies.
-    stun = _stun(b, plen)
+    stun = _on(udp & ((b0 <= 0x3F) | (b0 == 0xFF)), b, _stun)
     turn = (b0 >= 0x40) & (b0 <= 0x4F) & (plen >= 4)  # RFC 8656 12: channels 0x4000-0x4FFF
     spare = plen - 4 - b.u16(2)
     turn &= (spare >= 0) & (spare <= 3)  # padding to 4 bytes is allowed, never more
@@ -273,12 +342,13 @@ def payload_kinds(
     zoom_port = ((sport >= ZOOM_PORT_LO) & (sport <= ZOOM_PORT_HI)) | (
         (dport >= ZOOM_PORT_LO) & (dport <= ZOOM_PORT_HI)
     )
-    zs_media, zs_probe, zs_control = _zoom_sfu(b, plen)
-    zs_media, zs_probe, zs_control = zs_media & zoom_port, zs_probe & zoom_port, zs_control & zoom_port
-    zp_media, zp_probe, zp_control = _zoom_p2p(b, plen)
-    zero = np.zeros(n, dtype=np.int64)
-    rtcp = _rtcp_ok(b, plen, zero)
-    rtp = _rtp_ok(b, plen, zero)
+    zs_cand = udp & zoom_port & (b0 >= 0x01) & (b0 <= 0x05)
+    zs_media, zs_probe, zs_control = _on(zs_cand, b, _zoom_sfu)
+    zp_cand = udp & np.isin(b0, (0x0F, 0x10, 0x0D, 0x1E, 0x21, 0x22, 0x23, 0x15, 0x1F))
+    zp_media, zp_probe, zp_control = _on(zp_cand, b, _zoom_p2p)
+    v2 = udp & (b0 >= 128) & (b0 <= 191)  # RFC 7983: RTP/RTCP range
+    rtcp = _on(v2, b, lambda x, n: _rtcp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
+    rtp = _on(v2, b, lambda x, n: _rtp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
     # RFC 9000 17.2: long header (form + fixed bit), DCID length <= 20; on port 443 or a known version.
     version = b.u32(1)
     known = (version == QUIC_V1) | (version == QUIC_V2) | ((version >> 8) == 0xFF0000)
@@ -312,7 +382,7 @@ def payload_kinds(
         (_port_in(sport, dport, (53,)), DNS),  # DNS over TCP (RFC 7766)
         (tls & (b0 == 23), TLS_APPDATA),
         (tls, TLS_HANDSHAKE),
-        (_stun_tcp(b, plen), STUN),
+        (_on(tcp & (b0 >= 0) & (b0 <= 0x3F), b, _stun_tcp), STUN),
         (sip, SIP),
     ]
     conds = [udp & c for c, _ in udp_rules] + [tcp & c for c, _ in tcp_rules]

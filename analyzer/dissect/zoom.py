@@ -31,8 +31,17 @@ INNER_KEEPALIVE = 0x0A
 INNER_P2P_HELLO = 0x1F
 INNER_CONTROL = (0x01, 0x0C, 0x0D, 0x20)
 KNOWN_INNER = frozenset(
-    (INNER_AUDIO, INNER_VIDEO, INNER_SCREEN, INNER_P2P_SCREEN, *INNER_RTCP, INNER_PROBE, INNER_KEEPALIVE,
-     INNER_P2P_HELLO, *INNER_CONTROL)
+    (
+        INNER_AUDIO,
+        INNER_VIDEO,
+        INNER_SCREEN,
+        INNER_P2P_SCREEN,
+        *INNER_RTCP,
+        INNER_PROBE,
+        INNER_KEEPALIVE,
+        INNER_P2P_HELLO,
+        *INNER_CONTROL,
+    )
 )
 
 MEDIA_KINDS = ("audio", "video", "screenshare", "rtcp")
@@ -141,8 +150,13 @@ def _setup(data: bytes) -> ZoomPacket | None:
     else:
         conn = struct.unpack_from(">I", data, 9)[0]
     return ZoomPacket(
-        generation="setup", sfu_type=t, inner_offset=None, inner_type=None, media_kind="setup",
-        setup_version=version, conn_id=conn,
+        generation="setup",
+        sfu_type=t,
+        inner_offset=None,
+        inner_type=None,
+        media_kind="setup",
+        setup_version=version,
+        conn_id=conn,
     )
 
 
@@ -217,8 +231,13 @@ def _parse_p2p(data: bytes) -> ZoomPacket | None:
         hello = parse_p2p_hello(data)
         if hello is not None:
             return ZoomPacket(
-                generation="p2p", sfu_type=None, inner_offset=0, inner_type=INNER_P2P_HELLO,
-                media_kind="p2p_hello", hello_ip=hello[0], hello_uuid=hello[1],
+                generation="p2p",
+                sfu_type=None,
+                inner_offset=0,
+                inner_type=INNER_P2P_HELLO,
+                media_kind="p2p_hello",
+                hello_ip=hello[0],
+                hello_uuid=hello[1],
             )
     return None
 

@@ -37,22 +37,36 @@ PORTED = (6, 17, 132, 136)
 ENCAP_ORDER = ("vlan", "mpls", "pppoe", "gre", "ip-in-ip", "gtp-u", "vxlan", "ppp", "erspan")
 # Community ID v1: ICMP types that have a reverse type, so both directions share one ID.
 ICMP4_REVERSE = {0: 8, 8: 0, 9: 10, 10: 9, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
-ICMP6_REVERSE = {128: 129, 129: 128, 130: 131, 131: 130, 133: 134, 134: 133, 135: 136, 136: 135, 144: 145, 145: 144}
+ICMP6_REVERSE = {
+    128: 129,
+    129: 128,
+    130: 131,
+    131: 130,
+    133: 134,
+    134: 133,
+    135: 136,
+    136: 135,
+    144: 145,
+    145: 144,
+}
 
 
 def attribute_fragments(pk: pd.DataFrame) -> pd.DataFrame:
-    """Give non-first fragments the ports of the first fragment of their datagram."""
+    """Give non-first fragments the ports of the latest earlier first fragment of their datagram,
+    or, when the tail came first (common: senders emit the last fragment first), the next one."""
     tails = pk["frag_tail"].to_numpy(bool)
     if not tails.any():
         return pk
-    heads = pk[(pk["frag_key"] != "") & ~pk["frag_tail"]].drop_duplicates("frag_key")
-    ports = heads.set_index("frag_key")[["sport", "dport"]]
-    tail_rows = pk.loc[tails]
-    sport = tail_rows["frag_key"].map(ports["sport"])
-    dport = tail_rows["frag_key"].map(ports["dport"])
-    pk = pk.copy()
-    pk.loc[tails, "sport"] = sport.fillna(-1).astype(np.int64).to_numpy()
-    pk.loc[tails, "dport"] = dport.fillna(-1).astype(np.int64).to_numpy()
+    pk = pk.sort_values("frame", kind="stable").reset_index(drop=True)
+    tails = pk["frag_tail"].to_numpy(bool)
+    heads = pk.loc[(pk["frag_key"] != "") & ~pk["frag_tail"], ["frame", "frag_key", "sport", "dport"]]
+    t = pk.loc[tails, ["frame", "frag_key"]]
+    back = pd.merge_asof(t, heads, on="frame", by="frag_key", direction="backward", allow_exact_matches=False)
+    fwd = pd.merge_asof(t, heads, on="frame", by="frag_key", direction="forward", allow_exact_matches=False)
+    sport = back["sport"].fillna(fwd["sport"]).fillna(-1).astype(np.int64).to_numpy()
+    dport = back["dport"].fillna(fwd["dport"]).fillna(-1).astype(np.int64).to_numpy()
+    pk.loc[tails, "sport"] = sport
+    pk.loc[tails, "dport"] = dport
     # Ported protocols whose first fragment never appeared have no 5-tuple at all.
     orphan = tails & pk["proto"].isin(PORTED).to_numpy() & (pk["sport"].to_numpy() < 0)
     return pk.loc[~orphan]
@@ -94,9 +108,26 @@ def _endpoint_order(ip: pd.Series) -> pd.Series:
 def packets_to_flows(pk: pd.DataFrame) -> pd.DataFrame:
     """Group packet rows into bidirectional flows (client = first sender, or SYN sender)."""
     cols = [
-        "flow_id", "transport", "ip_version", "client_ip", "client_port", "server_ip", "server_port",
-        "first_ts", "last_ts", "first_ts_ns", "last_ts_ns", "packets_c2s", "packets_s2c", "bytes_c2s",
-        "bytes_s2c", "packets", "bytes", "tcp_rtt_ms", "community_id", "encap",
+        "flow_id",
+        "transport",
+        "ip_version",
+        "client_ip",
+        "client_port",
+        "server_ip",
+        "server_port",
+        "first_ts",
+        "last_ts",
+        "first_ts_ns",
+        "last_ts_ns",
+        "packets_c2s",
+        "packets_s2c",
+        "bytes_c2s",
+        "bytes_s2c",
+        "packets",
+        "bytes",
+        "tcp_rtt_ms",
+        "community_id",
+        "encap",
     ]
     if pk.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
@@ -154,7 +185,14 @@ def packets_to_flows(pk: pd.DataFrame) -> pd.DataFrame:
     out["community_id"] = [
         community_id_v1(s, d, p, int(t) if ic else int(sp), int(c) if ic else int(dp))
         for s, d, p, sp, dp, t, c, ic in zip(
-            out["src"], out["dst"], proto, out["sport"], out["dport"], out["icmp_type"], out["icmp_code"], icmp,
+            out["src"],
+            out["dst"],
+            proto,
+            out["sport"],
+            out["dport"],
+            out["icmp_type"],
+            out["icmp_code"],
+            icmp,
             strict=True,
         )
     ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -20,12 +19,37 @@ from analyzer.engines.table import PACKET_COLUMNS, packets_to_flows
 from analyzer.errors import CaptureFormatError, EngineUnavailable
 
 FIELDS = (
-    "frame.number", "frame.time_epoch", "frame.len", "frame.protocols",
-    "ip.src", "ip.dst", "ip.proto", "ip.id", "ip.frag_offset", "ip.flags.mf",
-    "ipv6.src", "ipv6.dst", "ipv6.nxt", "ipv6.fraghdr.offset", "ipv6.fraghdr.more", "ipv6.fraghdr.ident",
-    "tcp.srcport", "tcp.dstport", "tcp.flags", "udp.srcport", "udp.dstport",
-    "sctp.srcport", "sctp.dstport", "udplite.srcport", "udplite.dstport",
-    "icmp.type", "icmp.code", "icmpv6.type", "icmpv6.code",
+    "frame.number",
+    "frame.time_epoch",
+    "frame.len",
+    "frame.protocols",
+    "ip.src",
+    "ip.dst",
+    "ip.proto",
+    "ip.id",
+    "ip.frag_offset",
+    "ip.flags.mf",
+    "ipv6.src",
+    "ipv6.dst",
+    "ipv6.nxt",
+    "ipv6.fraghdr.offset",
+    "ipv6.fraghdr.more",
+    "ipv6.fraghdr.ident",
+    "tcp.srcport",
+    "tcp.dstport",
+    "tcp.flags",
+    "udp.srcport",
+    "udp.dstport",
+    "sctp.srcport",
+    "sctp.dstport",
+    "icmp.type",
+    "icmp.code",
+    "icmpv6.type",
+    "icmpv6.code",
+    "ipv6.hopopts.nxt",
+    "ipv6.routing.nxt",
+    "ipv6.dstopts.nxt",
+    "ipv6.fraghdr.nxt",
 )
 # No reassembly: the flow table counts frames, not reassembled PDUs.
 PREFERENCES = (
@@ -38,13 +62,21 @@ PREFERENCES = (
 LAYER_PROTO = {"tcp": 6, "udp": 17, "sctp": 132, "udplite": 136, "icmp": 1, "icmpv6": 58, "gre": 47}
 # Layers that may sit between an IP header and a tunnelled inner IP header.
 TUNNEL_LAYERS = {"gre", "gtp", "vxlan", "eth", "ethertype", "vlan", "mpls", "pppoes", "ppp", "erspan"}
-ENCAP_OF_LAYER = {"vlan": "vlan", "mpls": "mpls", "pppoes": "pppoe", "ppp": "ppp", "gre": "gre", "gtp": "gtp-u",
-                  "vxlan": "vxlan", "erspan": "erspan"}
+ENCAP_OF_LAYER = {
+    "vlan": "vlan",
+    "mpls": "mpls",
+    "pppoes": "pppoe",
+    "ppp": "ppp",
+    "gre": "gre",
+    "gtp": "gtp-u",
+    "vxlan": "vxlan",
+    "erspan": "erspan",
+}
 TIMEOUT_S = 600
 
 
 def tshark_path() -> str:
-    path = os.environ.get("CONFSCOPE_TSHARK") or shutil.which("tshark")
+    path = shutil.which(os.environ.get("CONFSCOPE_TSHARK") or "tshark")
     if not path:
         raise EngineUnavailable("tshark is not installed (apt install tshark); the tshark engine needs it")
     return path
@@ -54,8 +86,20 @@ def run_tshark(path: str | os.PathLike) -> str:
     """tshark's tab-separated field output for every frame of the capture."""
     if not Path(path).is_file():
         raise CaptureFormatError(f"{path}: no such file")
-    cmd = [tshark_path(), "-n", "-r", os.fspath(path), "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a",
-           "-E", "aggregator=,"]
+    cmd = [
+        tshark_path(),
+        "-n",
+        "-r",
+        os.fspath(path),
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ]
     for pref in PREFERENCES:
         cmd += ["-o", pref]
     for f in FIELDS:
@@ -85,43 +129,46 @@ def epoch_ns(text: str) -> int:
     return int(sec or 0) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
-def innermost(layers: list[str]) -> tuple[int, str, str, list[str]] | None:
-    """Index of the innermost IP layer, its kind, the next (transport) layer and encapsulations."""
+def innermost(layers: list[str]) -> tuple[int, str, list[str]] | None:
+    """Index of the innermost IP layer, the layer after it, and the encapsulations on the way."""
     best: int | None = None
     encap: list[str] = []
-    i = 0
-    while i < len(layers):
-        name = layers[i]
+    pending: list[str] = []  # encapsulations that count only if an inner IP header follows
+    for i, name in enumerate(layers):
         if name in ("ip", "ipv6"):
-            if best is not None:
-                encap.append("ip-in-ip") if layers[best] in ("ip", "ipv6") and _after_ip(layers, best) in (
-                    "ip", "ipv6") else None
+            if best is not None and _index_after_ip(layers, best) == i:
+                pending.append("ip-in-ip")
+            encap += pending
+            pending = []
             best = i
-        elif best is not None:
-            nxt = _after_ip(layers, best)
-            if name.startswith("ipv6.") or name in TUNNEL_LAYERS or (name == "udp" and nxt == "udp" and
-                                                                        _after(layers, i) in ("gtp", "vxlan")):
-                pass
-            else:
-                break
-        if name in ENCAP_OF_LAYER:
-            encap.append(ENCAP_OF_LAYER[name])
-        i += 1
+            continue
+        if best is not None and not (
+            name.startswith("ipv6.")
+            or name in TUNNEL_LAYERS
+            or (name == "udp" and _next(layers, i) in ("gtp", "vxlan"))
+        ):
+            break
+        label = ENCAP_OF_LAYER.get(name)
+        # PPP inside PPPoE or GRE (PPTP) is part of that encapsulation, as in the native decoder.
+        if label == "ppp" and (best is not None or "pppoes" in layers[:i]):
+            label = None
+        if label:
+            pending.append(label)
     if best is None:
         return None
-    return best, layers[best], _after_ip(layers, best), encap
+    return best, _next(layers, _index_after_ip(layers, best) - 1), encap
 
 
-def _after(layers: list[str], i: int) -> str:
+def _next(layers: list[str], i: int) -> str:
     return layers[i + 1] if i + 1 < len(layers) else ""
 
 
-def _after_ip(layers: list[str], i: int) -> str:
-    """The layer following IP layer `i`, skipping IPv6 extension headers."""
+def _index_after_ip(layers: list[str], i: int) -> int:
+    """Position of the layer following IP layer `i`, skipping IPv6 extension headers."""
     j = i + 1
     while j < len(layers) and layers[j].startswith("ipv6."):
         j += 1
-    return layers[j] if j < len(layers) else ""
+    return j
 
 
 def parse_fields(text: str) -> pd.DataFrame:
@@ -132,59 +179,94 @@ def parse_fields(text: str) -> pd.DataFrame:
         if len(v) < len(FIELDS):
             continue
         f = dict(zip(FIELDS, v, strict=False))
-        layers = f["frame.protocols"].split(":")
-        inner = innermost(layers)
-        if inner is None:
-            continue
-        at, kind, nxt, encap = inner
-        occ = Counter(layers[:at])
-        k = occ[kind]
-        if kind == "ip":
-            src, dst = _nth(f["ip.src"], k), _nth(f["ip.dst"], k)
-            ver, proto = 4, _int(_nth(f["ip.proto"], k))
-            fid, foff, more = _nth(f["ip.id"], k), _int(_nth(f["ip.frag_offset"], k), 0), _nth(f["ip.flags.mf"], k)
-        else:
-            src, dst = _nth(f["ipv6.src"], k), _nth(f["ipv6.dst"], k)
-            ver, proto = 6, LAYER_PROTO.get(nxt, _int(_nth(f["ipv6.nxt"], k)))
-            # Fragment headers are counted among the IPv6 layers before this one.
-            fk = sum(1 for name in layers[:at] if name == "ipv6.fraghdr")
-            has_frag = "ipv6.fraghdr" in layers[at + 1 : at + 1 + 8] and nxt != ""
-            fid = _nth(f["ipv6.fraghdr.ident"], fk) if has_frag else ""
-            foff = _int(_nth(f["ipv6.fraghdr.offset"], fk), 0) if has_frag else 0
-            more = _nth(f["ipv6.fraghdr.more"], fk) if has_frag else ""
-        if not src or not dst:
-            continue
-        sport = dport = flags = itype = icode = -1
-        tail = foff > 0
-        if not tail and nxt in ("tcp", "udp", "sctp", "udplite"):
-            j = occ[nxt] + sum(1 for name in layers[at:at + 1] if name == nxt)
-            j = Counter(layers[: _index_after_ip(layers, at)])[nxt]
-            sport, dport = _int(_nth(f[f"{nxt}.srcport"], j)), _int(_nth(f[f"{nxt}.dstport"], j))
-            if nxt == "tcp":
-                flags = _int(_nth(f["tcp.flags"], j))
-            if sport < 0 or dport < 0:
-                continue  # truncated transport header: not a 5-tuple (as the native decoder)
-        elif not tail and nxt in ("icmp", "icmpv6"):
-            j = Counter(layers[: _index_after_ip(layers, at)])[nxt]
-            itype, icode = _int(_nth(f[f"{nxt}.type"], j)), _int(_nth(f[f"{nxt}.code"], j))
-        elif not tail and proto in (6, 17, 132, 136):
-            continue  # a ported protocol tshark could not dissect: no ports, no 5-tuple
-        fragmented = tail or more in ("1", "True", "true")
-        rows.append(
-            (
-                int(f["frame.number"]), epoch_ns(f["frame.time_epoch"]), _int(f["frame.len"], 0), ver, proto,
-                src, dst, sport, dport, flags, itype, icode,
-                f"{src}|{dst}|{fid}" if fragmented else "", tail, ",".join(dict.fromkeys(encap)),
-            )
-        )
+        row = _packet_row(f)
+        if row is not None:
+            rows.append(row)
     return pd.DataFrame.from_records(rows, columns=list(PACKET_COLUMNS))
 
 
-def _index_after_ip(layers: list[str], i: int) -> int:
-    j = i + 1
-    while j < len(layers) and layers[j].startswith("ipv6."):
-        j += 1
-    return j
+def _drop_version_handoffs(layers: list[str], ip_src: str) -> list[str]:
+    """Wireshark's IPv4 dissector hands IPv6 packets found under an IPv4 link type on to IPv6,
+    listing an `ip` layer without fields; drop those so occurrences line up with layers."""
+    extra = layers.count("ip") - (len(ip_src.split(",")) if ip_src else 0)
+    out = list(layers)
+    i = 0
+    while extra > 0 and i < len(out) - 1:
+        if out[i] == "ip" and out[i + 1] == "ipv6":
+            del out[i]
+            extra -= 1
+        else:
+            i += 1
+    return out
+
+
+def _packet_row(f: dict[str, str]) -> tuple | None:
+    layers = _drop_version_handoffs(f["frame.protocols"].split(":"), f["ip.src"])
+    inner = innermost(layers)
+    if inner is None:
+        return None
+    at, nxt, encap = inner
+    kind = layers[at]
+    k = layers[:at].count(kind)  # occurrence of this layer's fields
+    after = _index_after_ip(layers, at)
+    ext = layers[at + 1 : after]
+    if kind == "ip":
+        src, dst = _nth(f["ip.src"], k), _nth(f["ip.dst"], k)
+        ver, proto = 4, _int(_nth(f["ip.proto"], k))
+        fid, foff, more = (
+            _nth(f["ip.id"], k),
+            _int(_nth(f["ip.frag_offset"], k), 0),
+            _nth(f["ip.flags.mf"], k),
+        )
+    else:
+        src, dst = _nth(f["ipv6.src"], k), _nth(f["ipv6.dst"], k)
+        ver, proto = 6, _int(_nth(f["ipv6.nxt"], k))
+        if ext:
+            last = ext[-1]
+            proto = _int(_nth(f.get(f"{last}.nxt", ""), layers[: after - 1].count(last)))
+        fid, foff, more = "", 0, ""
+        if "ipv6.fraghdr" in ext:
+            fk = layers[: at + 1 + ext.index("ipv6.fraghdr")].count("ipv6.fraghdr")
+            fid = _nth(f["ipv6.fraghdr.ident"], fk)
+            foff = _int(_nth(f["ipv6.fraghdr.offset"], fk), 0)
+            more = _nth(f["ipv6.fraghdr.more"], fk)
+    if not src or not dst:
+        return None
+    sport = dport = flags = itype = icode = -1
+    tail = foff > 0
+    j = layers[:after].count(nxt)
+    if not tail and nxt in ("tcp", "udp", "sctp", "udplite"):
+        if nxt == "udplite":  # Wireshark files UDP-Lite ports under the udp.* fields
+            nxt, j = "udp", layers[:after].count("udp") + j
+        sport, dport = _int(_nth(f[f"{nxt}.srcport"], j)), _int(_nth(f[f"{nxt}.dstport"], j))
+        if nxt == "tcp":
+            flags = _int(_nth(f["tcp.flags"], j))
+            if flags < 0:
+                return None  # tshark found the header length bogus: the native decoder skips these too
+        if sport < 0 or dport < 0:
+            return None  # truncated transport header: no 5-tuple (as in the native decoder)
+    elif not tail and nxt in ("icmp", "icmpv6"):
+        itype, icode = _int(_nth(f[f"{nxt}.type"], j)), _int(_nth(f[f"{nxt}.code"], j))
+    elif not tail and proto in (6, 17, 132, 136):
+        return None  # a ported protocol without a readable header: no 5-tuple
+    fragmented = tail or more in ("1", "True", "true")
+    return (
+        int(f["frame.number"]),
+        epoch_ns(f["frame.time_epoch"]),
+        _int(f["frame.len"], 0),
+        ver,
+        proto,
+        src,
+        dst,
+        sport,
+        dport,
+        flags,
+        itype,
+        icode,
+        f"{src}|{dst}|{fid}" if fragmented else "",
+        tail,
+        ",".join(dict.fromkeys(encap)),
+    )
 
 
 def tshark_packets(path: str | os.PathLike) -> pd.DataFrame:

@@ -27,25 +27,33 @@ def annotate_flows(flows: pd.DataFrame, resolver: GeoResolver) -> pd.DataFrame:
     out = flows.copy()
     servers = _ip_column(out, "server_ip")
     results = {ip: resolver.lookup(ip) for ip in pd.unique(servers)}
-    srv = servers.map(results)
-    out["server_country"] = srv.map(lambda r: r.country).astype("object")
-    out["server_asn"] = pd.array(srv.map(lambda r: r.asn).tolist(), dtype="Int64")
-    out["server_org"] = srv.map(lambda r: r.org).astype("object")
-    out["server_scope"] = srv.map(lambda r: r.scope).astype("object")
-    out["registered_country"] = srv.map(lambda r: r.registered_country).astype("object")
-    out["geo_sources"] = srv.map(_sources_text).astype("object")
-    out["geo_disagreement"] = srv.map(lambda r: r.disagreement).astype("bool")
+    srv = [results[ip] for ip in servers]
+    idx = out.index
+    out["server_country"] = _objects([r.country for r in srv], idx)
+    out["server_asn"] = pd.Series([r.asn for r in srv], index=idx, dtype="Int64")
+    out["server_org"] = _objects([r.org for r in srv], idx)
+    out["server_scope"] = _objects([r.scope for r in srv], idx)
+    out["registered_country"] = _objects([r.registered_country for r in srv], idx)
+    out["geo_sources"] = _objects([_sources_text(r) for r in srv], idx)
+    out["geo_disagreement"] = pd.Series([r.disagreement for r in srv], index=idx, dtype="bool")
 
     clients = _ip_column(out, "client_ip")
     cres = {ip: resolver.lookup(ip) for ip in pd.unique(clients)}
     # Only public clients get a country: a LAN address has a scope, not a place.
-    cli = clients.map(lambda ip: cres[ip] if cres[ip].scope == "public" else None)
-    out["client_country"] = cli.map(lambda r: r.country if r is not None else None).astype("object")
-    out["client_asn"] = pd.array(cli.map(lambda r: r.asn if r is not None else None).tolist(), dtype="Int64")
+    cli = [cres[ip] if cres[ip].scope == "public" else None for ip in clients]
+    out["client_country"] = _objects([r.country if r else None for r in cli], idx)
+    out["client_asn"] = pd.Series([r.asn if r else None for r in cli], index=idx, dtype="Int64")
     return out
+
+
+def _objects(values: list[object], index: pd.Index) -> pd.Series:
+    # Object dtype keeps None as None (pandas 3 would otherwise infer str and turn None into NaN).
+    return pd.Series(values, index=index, dtype="object")
 
 
 def _ip_column(frame: pd.DataFrame, name: str) -> pd.Series:
     if name not in frame.columns:
         return pd.Series([""] * len(frame), index=frame.index, dtype="object")
-    return frame[name].astype("object").where(frame[name].notna(), "").astype(str)
+    return pd.Series(
+        ["" if pd.isna(v) else str(v) for v in frame[name].tolist()], index=frame.index, dtype="object",
+    )

@@ -91,9 +91,7 @@ def _split_antimeridian(ring: np.ndarray) -> list[np.ndarray]:
     offsets = np.concatenate([[0.0], np.cumsum(shift)])
     unwrapped = np.column_stack([lon + offsets, ring[:, 1]])
     if abs(unwrapped[-1, 0] - unwrapped[0, 0]) > 1e-9:
-        # The ring goes round a pole (Antarctica): as drawn on a plate carrée it is already a
-        # closed planar polygon touching both edges, so keep it as it is.
-        return [ring]
+        return _close_round_pole(ring)
     pieces: list[np.ndarray] = []
     for shift in (-360.0, 0.0, 360.0):
         shifted = unwrapped + np.array([shift, 0.0])
@@ -103,6 +101,28 @@ def _split_antimeridian(ring: np.ndarray) -> list[np.ndarray]:
         if len(clipped) >= 4:
             pieces.append(clipped)
     return pieces
+
+
+def _close_round_pole(ring: np.ndarray) -> list[np.ndarray]:
+    """A ring that goes once round a pole (Antarctica) closed via the map edges and the pole.
+
+    Joined by its own jump segment it would cut straight across the map and leave the land
+    between that segment and the pole outside; on a plate carrée the pole is the map's bottom (or
+    top) edge, so the ring is closed along the edges instead.
+    """
+    pts = ring[:-1] if np.array_equal(ring[0], ring[-1]) else ring
+    nxt = np.roll(pts, -1, axis=0)
+    jumps = np.flatnonzero(np.abs(nxt[:, 0] - pts[:, 0]) > 180.0)
+    if len(jumps) != 1:
+        return [ring]
+    start = (int(jumps[0]) + 1) % len(pts)
+    pts = np.roll(pts, -start, axis=0)  # now runs from just after the jump to just before it
+    pole = -90.0 if pts[:, 1].mean() < 0 else 90.0
+    end_edge = 180.0 if pts[-1, 0] > 0 else -180.0
+    closing = np.array([
+        (end_edge, pts[-1, 1]), (end_edge, pole), (-end_edge, pole), (-end_edge, pts[0, 1]), tuple(pts[0]),
+    ])
+    return [np.concatenate([pts, closing])]
 
 
 def _geometry_rings(geom: dict[str, Any], arcs: list[np.ndarray]) -> list[np.ndarray]:

@@ -41,7 +41,17 @@ def to_plain(value: Any) -> Any:
 
     NaN, infinities, NaT and pd.NA become None so that the JSON is strict (no NaN literals).
     """
-    if value is None or isinstance(value, bool | str):
+    kind = type(value)
+    # Fast path for the common exact types (reports can carry tens of thousands of flows).
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if kind is list:
+        return [to_plain(v) for v in value]
+    if isinstance(value, bool | str):
         return value
     if isinstance(value, Mapping):
         return {str(k): to_plain(v) for k, v in value.items()}

@@ -126,6 +126,10 @@ def endpoints(flows: pd.DataFrame) -> list[dict[str, Any]]:
     if flows is None or len(flows) == 0 or "server_ip" not in flows:
         return []
     by_ip: dict[str, dict[str, Any]] = {}
+    coord_keys = [
+        (la, lo) for la, lo in (("server_lat", "server_lon"), ("server_latitude", "server_longitude"))
+        if la in flows and lo in flows
+    ]
     for rec in flows.to_dict("records"):
         ip = text(rec.get("server_ip"))
         if not ip or is_local(ip):
@@ -141,7 +145,7 @@ def endpoints(flows: pd.DataFrame) -> list[dict[str, Any]]:
         ep["flows"] += 1
         if text(rec.get("hostname")):
             ep["hostnames"].add(text(rec.get("hostname")))
-        for lat_key, lon_key in (("server_lat", "server_lon"), ("server_latitude", "server_longitude")):
+        for lat_key, lon_key in coord_keys:
             lat, lon = _coord(rec.get(lat_key)), _coord(rec.get(lon_key))
             if lat is not None and lon is not None and -90 <= lat <= 90 and -180 <= lon <= 180:
                 ep["lat"], ep["lon"] = lat, lon

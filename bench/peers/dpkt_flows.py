@@ -60,9 +60,7 @@ def main() -> int:
     out = sys.stdout
     out.write("proto,a_ip,a_port,b_ip,b_port,packets,bytes,first_ts,last_ts\n")
     for (proto, a_ip, a_port, b_ip, b_port), (pkts, nbytes, first, last) in flows.items():
-        out.write(
-            f"{proto},{_ip_text(a_ip)},{a_port},{_ip_text(b_ip)},{b_port},{pkts},{nbytes},{first},{last}\n"
-        )
+        out.write(f"{proto},{_ip_text(a_ip)},{a_port},{_ip_text(b_ip)},{b_port},{pkts},{nbytes},{first},{last}\n")
     print(f"{len(flows)} flows", file=sys.stderr)
     return 0
 

@@ -1,0 +1,97 @@
+"""`confscope analyze` and `confscope demo`: run the API per capture, write reports, print the
+terminal summary. Only argument handling and output live here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analyzer.errors import ConfscopeError, OptionError
+
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+
+
+def parse_formats(text: str) -> list[str]:
+    from analyzer.report import FORMATS
+
+    wanted = [f.strip().lower() for f in text.split(",") if f.strip()]
+    unknown = sorted(set(wanted) - set(FORMATS))
+    if unknown or not wanted:
+        raise OptionError(f"--format: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(FORMATS)}")
+    return wanted
+
+
+def report_dir(out: str | Path, capture: str | Path, used: set[str]) -> Path:
+    """DIR/<capture stem>, made unique; the stem comes from the file name the user gave, cleaned."""
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(capture).stem)[:80].strip(".") or "capture"
+    name, k = stem, 2
+    while name in used:
+        name, k = f"{stem}-{k}", k + 1
+    used.add(name)
+    return Path(out) / name
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from analyzer.cli import progress_bar
+    from analyzer.report import render_summary
+    from analyzer.session import analyze
+
+    formats = parse_formats(args.format)
+    console = Console(stderr=False, highlight=False, soft_wrap=False)
+    worst = EXIT_OK
+    used: set[str] = set()
+    for capture in args.captures:
+        try:
+            with progress_bar(capture, getattr(args, "progress", "auto")) as progress:
+                session = analyze(
+                    capture,
+                    geoip=args.geoip,
+                    allow=args.allow,
+                    region=args.region,
+                    policy=args.policy,
+                    vantage=args.vantage,
+                    progress=progress,
+                )
+        except OptionError:
+            raise
+        except ConfscopeError as exc:
+            if len(args.captures) == 1:
+                raise
+            print(f"confscope: error: {exc}", file=sys.stderr)
+            worst = max(worst, EXIT_USAGE)
+            continue
+        out = report_dir(args.output, capture, used)
+        written = session.write(out, formats)
+        render_summary(session.report, console)
+        console.print(f"reports: {', '.join(str(p) for p in written.values())}", markup=False, highlight=False)
+        worst = max(worst, session.exit_code)
+    return worst
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from analyzer.demo import write_demo_capture
+
+    target = args.capture or str(Path(args.output) / "demo-zoom-call.pcap")
+    path = write_demo_capture(target)
+    print(f"demo capture written: {path}")
+    ns = argparse.Namespace(
+        captures=[str(path)],
+        output=args.output,
+        format=args.format,
+        geoip=[],
+        allow=None,
+        region="north-america",
+        policy=None,
+        vantage=None,
+        progress="never",
+    )
+    return run_analyze(ns)
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    from analyzer.batch import run_batch_cli
+
+    return run_batch_cli(args)

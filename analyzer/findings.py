@@ -1,0 +1,198 @@
+"""Findings: what a reader of the report must know, each with a code, a severity, a plain-language
+detail and the flows it concerns. Pure functions of the session's tables."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import pandas as pd
+
+SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+POLICY_CODES = {
+    "key_exchange": ("KEY_EXCHANGE_OUTSIDE_POLICY", "critical", "Keys handed out outside the allowed countries"),
+    "media": ("MEDIA_OUTSIDE_POLICY", "high", "Media carried outside the allowed countries"),
+    "signaling": ("SIGNALING_OUTSIDE_POLICY", "medium", "Signaling outside the allowed countries"),
+}
+OTHER_POLICY = ("OTHER_OUTSIDE_POLICY", "low", "Other traffic outside the allowed countries")
+
+
+def finding(
+    code: str, severity: str, title: str, detail: str, flow_ids: list[int] | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "code": code,
+        "severity": severity,
+        "title": title,
+        "detail": detail,
+        "flow_ids": sorted({int(f) for f in flow_ids or []}),
+        **extra,
+    }
+
+
+def policy_findings(violations: list[dict[str, Any]], policy_source: str) -> list[dict[str, Any]]:
+    by_code: dict[tuple, list[dict]] = defaultdict(list)
+    for v in violations:
+        by_code[POLICY_CODES.get(v["role"], OTHER_POLICY)].append(v)
+    out = []
+    for (code, severity, title), items in by_code.items():
+        places = sorted({(v["country"], v["app"] or "unknown") for v in items})
+        where = ", ".join(f"{c} ({a})" for c, a in places)
+        low_conf = all(v["confidence"] == "low" for v in items)
+        detail = f"{len(items)} flow role(s) reach {where}, outside the policy {policy_source}." + (
+            " The only countries involved are unknown (ZZ): confidence is low." if low_conf else ""
+        )
+        out.append(
+            finding(
+                code,
+                "low" if low_conf else severity,
+                title,
+                detail,
+                [v["flow_id"] for v in items],
+                countries=sorted({c for c, _ in places}),
+            )
+        )
+    return out
+
+
+def cleartext_key_findings(flows: pd.DataFrame) -> list[dict[str, Any]]:
+    """SDES keys (a=crypto) seen in SIP/SDP that travelled unencrypted. The key is never quoted."""
+    if "sdp_key_exchange" not in flows:
+        return []
+    hits = [
+        int(r.flow_id)
+        for r in flows[["flow_id", "sdp_key_exchange"]].itertuples(index=False)
+        if _has(r.sdp_key_exchange, "crypto")
+    ]
+    if not hits:
+        return []
+    return [
+        finding(
+            "CLEARTEXT_KEYS",
+            "critical",
+            "SRTP keys sent in clear text",
+            f"{len(hits)} flow(s) carry SDP 'a=crypto' (SDES) lines over unencrypted SIP: anyone on the path can "
+            "decrypt the media. The keys are not reproduced in this report.",
+            hits,
+        )
+    ]
+
+
+def ecb_findings(streams: pd.DataFrame | None) -> list[dict[str, Any]]:
+    if streams is None or streams.empty or "ecb_like" not in streams:
+        return []
+    ecb = streams[streams["ecb_like"].fillna(False).astype(bool)]
+    out = []
+    if len(ecb):
+        worst = ecb.sort_values("ecb_repeat_ratio", ascending=False).iloc[0]
+        out.append(
+            finding(
+                "ECB_PATTERN",
+                "high",
+                "Media encrypted in an ECB-like mode",
+                f"{len(ecb)} media stream(s) repeat 16-byte ciphertext blocks far above chance: worst "
+                f"{int(worst['ecb_repeats'])} repeats in {int(worst['ecb_blocks'])} blocks "
+                f"({100 * float(worst['ecb_repeat_ratio']):.1f}%; random ciphertext would give "
+                f"{float(worst.get('ecb_random_expected', 0.0)):.1e}). Equal plaintext gives equal ciphertext, as "
+                "Citizen Lab found for Zoom's AES-128-ECB in 2020.",
+                ecb["flow_id"].tolist(),
+                statistic="repeated 16-byte blocks / blocks",
+                threshold=_threshold(ecb),
+            )
+        )
+    plain = streams[streams.get("unencrypted_like", pd.Series(False, index=streams.index)).fillna(False).astype(bool)]
+    if len(plain):
+        out.append(
+            finding(
+                "UNENCRYPTED_MEDIA",
+                "high",
+                "Media that does not look encrypted",
+                f"{len(plain)} RTP stream(s) have low-entropy payloads with repeated blocks: plain RTP that anyone "
+                "on the path can play back.",
+                plain["flow_id"].tolist(),
+            )
+        )
+    return out
+
+
+def _threshold(ecb: pd.DataFrame) -> str:
+    reasons = ecb.get("ecb_reason")
+    return str(reasons.iloc[0]) if reasons is not None and len(reasons) else ""
+
+
+def geo_findings(flows: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    if "geo_implausible" in flows:
+        bad = flows[flows["geo_implausible"].fillna(False).astype(bool)]
+        if len(bad):
+            r = bad.iloc[0]
+            out.append(
+                finding(
+                    "GEO_IMPLAUSIBLE",
+                    "medium",
+                    "Geolocation contradicted by round-trip time",
+                    f"{len(bad)} flow(s) answer faster than light allows from the claimed country, e.g. "
+                    f"{r['remote_ip']} claimed in {r['remote_country']}: {r['min_rtt_ms']:.1f} ms RTT bounds it to "
+                    f"{r['geo_bound_km']:.0f} km but the country is {r['geo_distance_km']:.0f} km away. Anycast or a "
+                    "wrong database; treat these countries with caution.",
+                    bad["flow_id"].tolist(),
+                )
+            )
+    if "geo_disagreement" in flows:
+        dis = flows[flows["geo_disagreement"].fillna(False).astype(bool)]
+        if len(dis):
+            ips = sorted(set(dis["remote_ip"]))
+            out.append(
+                finding(
+                    "GEO_DISAGREEMENT",
+                    "low",
+                    "Geolocation databases disagree",
+                    f"{len(ips)} address(es) are placed in different countries by different databases "
+                    f"(e.g. {ips[0]}); the report uses the user's database first.",
+                    dis["flow_id"].tolist(),
+                )
+            )
+    return out
+
+
+def capture_findings(capture: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    if capture.get("truncated"):
+        out.append(
+            finding(
+                "TRUNCATED_CAPTURE",
+                "medium",
+                "The capture is truncated or damaged",
+                "Reading stopped early or skipped damaged records: " + "; ".join(capture.get("warnings", [])[:3]),
+            )
+        )
+    skipped = capture.get("skipped_by_reason") or {}
+    notable = {k: v for k, v in skipped.items() if k != "non_ip"}
+    if notable:
+        out.append(
+            finding(
+                "UNDECODED_PACKETS",
+                "low" if sum(notable.values()) < 100 else "medium",
+                "Packets not decoded",
+                f"{sum(notable.values())} packet(s) belong to no flow: "
+                + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(notable.items()))
+                + (f" (plus {skipped['non_ip']} non-IP frames such as ARP)" if skipped.get("non_ip") else ""),
+            )
+        )
+    return out
+
+
+def _has(value: Any, item: str) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if isinstance(value, str):
+        return item in value.split(",")
+    try:
+        return item in value
+    except TypeError:
+        return False
+
+
+def sort_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(findings, key=lambda f: (SEVERITY_ORDER.get(f["severity"], 9), f["code"]))

@@ -1,0 +1,153 @@
+"""Geofence policy: which countries may carry which role, and the violations of a flow table.
+
+A policy comes from `--allow CC,CC`, `--region NAME` or `--policy FILE.toml`:
+
+    [default]                 # applies to every role not listed below
+    allow = ["region:north-america"]
+    [roles.key_exchange]
+    allow = ["US", "CA"]
+    [roles.dns]
+    allow = "any"
+
+Severity follows what the role exposes: key exchange critical, media high, signaling medium,
+anything else low. A public address that no database places (ZZ) is a violation of low
+confidence: it may well be inside the allowed region.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analyzer.errors import OptionError
+
+ROLES = ("signaling", "key_exchange", "media", "nat_traversal", "dns", "other")
+SEVERITY = {"key_exchange": "critical", "media": "high", "signaling": "medium"}
+UNKNOWN_COUNTRY = "ZZ"
+
+
+@cache
+def regions() -> dict[str, frozenset[str]]:
+    text = resources.files("analyzer.data").joinpath("regions.toml").read_text(encoding="utf-8")
+    return {k: frozenset(v) for k, v in tomllib.loads(text)["regions"].items()}
+
+
+def expand(entries: list[str] | str, where: str) -> frozenset[str] | None:
+    """Country codes and region names -> a set; "any" -> None (no restriction)."""
+    if isinstance(entries, str):
+        if entries.strip().lower() == "any":
+            return None
+        entries = [e for e in entries.split(",") if e.strip()]
+    out: set[str] = set()
+    for raw in entries:
+        item = str(raw).strip()
+        name = item.removeprefix("region:").lower()
+        if item.lower().startswith("region:") or name in regions():
+            if name not in regions():
+                raise OptionError(f"{where}: unknown region {name!r}; known: {', '.join(sorted(regions()))}")
+            out |= regions()[name]
+        elif re.fullmatch(r"[A-Za-z]{2}", item):
+            out.add(item.upper())
+        else:
+            raise OptionError(f"{where}: {item!r} is neither a 2-letter country code nor a region name")
+    if not out:
+        raise OptionError(f"{where}: the allowed list is empty")
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Allowed countries per role; a role missing from `by_role` uses `default` (None = any)."""
+
+    default: frozenset[str] | None
+    by_role: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    source: str = ""
+
+    def allowed(self, role: str) -> frozenset[str] | None:
+        return self.by_role.get(role, self.default)
+
+    def describe(self) -> dict[str, Any]:
+        def show(s: frozenset[str] | None) -> list[str] | None:
+            return None if s is None else sorted(s)
+
+        return {
+            "source": self.source,
+            "allowed_countries": show(self.default),
+            "allowed_by_role": {r: show(self.allowed(r)) for r in ROLES},
+        }
+
+
+def build_policy(
+    allow: str | list[str] | None = None, region: str | None = None, policy_file: str | Path | None = None
+) -> Policy | None:
+    """The policy from the options (at most one may be given), or None for no policy."""
+    given = [x is not None for x in (allow, region, policy_file)]
+    if sum(given) > 1:
+        raise OptionError("give only one of --allow, --region, --policy")
+    if allow is not None:
+        return Policy(
+            expand(allow, "--allow"), source=f"--allow {allow if isinstance(allow, str) else ','.join(allow)}"
+        )
+    if region is not None:
+        name = region.strip().lower()
+        if name not in regions():
+            raise OptionError(f"--region {region!r}: unknown; known: {', '.join(sorted(regions()))}")
+        return Policy(regions()[name], source=f"--region {name}")
+    if policy_file is not None:
+        return load_policy_file(policy_file)
+    return None
+
+
+def load_policy_file(path: str | Path) -> Policy:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OptionError(f"--policy {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise OptionError(f"--policy {path}: cannot read ({exc})") from None
+    default_allow = data.get("default", {}).get("allow", "any")
+    default = expand(default_allow, f"{path} [default]")
+    by_role: dict[str, frozenset[str] | None] = {}
+    for role, spec in (data.get("roles") or {}).items():
+        if role not in ROLES:
+            raise OptionError(f"{path}: unknown role {role!r}; roles are {', '.join(ROLES)}")
+        if not isinstance(spec, dict) or "allow" not in spec:
+            raise OptionError(f"{path} [roles.{role}]: needs an 'allow' list")
+        by_role[role] = expand(spec["allow"], f"{path} [roles.{role}]")
+    return Policy(default, by_role, source=f"--policy {Path(path).name}")
+
+
+def violations(flows: pd.DataFrame, policy: Policy | None) -> list[dict[str, Any]]:
+    """One violation per (flow, role) whose remote country the policy does not allow."""
+    if policy is None or flows.empty:
+        return []
+    out: list[dict[str, Any]] = []
+    for row in flows[["flow_id", "roles", "remote_country", "remote_scope", "remote_ip", "app"]].itertuples(
+        index=False
+    ):
+        if row.remote_scope != "public" or not row.remote_country:
+            continue
+        for role in row.roles:
+            allowed = policy.allowed(role)
+            if allowed is None or row.remote_country in allowed:
+                continue
+            unknown = row.remote_country == UNKNOWN_COUNTRY
+            out.append(
+                {
+                    "flow_id": int(row.flow_id),
+                    "role": role,
+                    "country": row.remote_country,
+                    "remote_ip": row.remote_ip,
+                    "app": row.app,
+                    "severity": "low" if unknown else SEVERITY.get(role, "low"),
+                    "confidence": "low" if unknown else "high",
+                }
+            )
+    return out
