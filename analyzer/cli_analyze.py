@@ -40,7 +40,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     from analyzer.session import analyze
 
     formats = parse_formats(args.format)
-    console = Console(stderr=False, highlight=False, soft_wrap=False)
+    # Redirected output (CI logs, `| tee`) would otherwise wrap at 80 columns.
+    console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 132)
     worst = EXIT_OK
     used: set[str] = set()
     for capture in args.captures:

@@ -33,6 +33,8 @@ STATIC_PT: dict[int, tuple[int, int]] = {
     17: (AUDIO, 22050), 18: (AUDIO, 8000), 25: (VIDEO, 90000), 26: (VIDEO, 90000), 28: (VIDEO, 90000),
     31: (VIDEO, 90000), 32: (VIDEO, 90000), 33: (VIDEO, 90000), 34: (VIDEO, 90000),
 }
+_STATIC_MEDIA = np.array([STATIC_PT.get(p, (UNKNOWN, 0))[0] for p in range(128)], np.int64)
+_STATIC_RATE = np.array([STATIC_PT.get(p, (UNKNOWN, 0))[1] for p in range(128)], np.int64)
 # Jitter is accumulated for every candidate clock at once; the stream's clock is chosen at the end.
 RATES: tuple[int, ...] = (8000, 11025, 16000, 22050, 44100, 48000, 90000)
 DYNAMIC_GUESS_RATES = (8000, 16000, 48000, 90000)  # what a dynamic PT's timestamps are snapped to
@@ -100,7 +102,7 @@ def locate_rtp(
 
 @dataclass
 class MediaResult:
-    """`streams`: one row per stream (see MediaTap.result); `kind`: how many packets were read."""
+    """`streams`: one row per stream (see MediaTap.result); `media_packets`: RTP packets read."""
 
     streams: pd.DataFrame
     media_packets: int = 0
@@ -194,8 +196,7 @@ class MediaTap:
         # RFC 3551 / protocols.md 2.4: plain RTP PTs are 0-34 or 96-127.
         ok &= zoom | (pt <= 34) | (pt >= 96)
         ok &= ~zoom | (zmedia >= 0)
-        static_media = np.array([STATIC_PT.get(p, (UNKNOWN, 0))[0] for p in range(128)], np.int64)
-        media = np.where(zoom, np.where(pt == ZOOM_FEC_PT, FEC, zmedia), static_media[pt])
+        media = np.where(zoom, np.where(pt == ZOOM_FEC_PT, FEC, zmedia), _STATIC_MEDIA[pt])
         g = np.flatnonzero(ok)
         if not g.size:
             return
@@ -242,7 +243,9 @@ class MediaTap:
         prevmax = np.r_[_NEG, cm[:-1]]
         prevmax[starts] = _NEG
         prevmax = np.maximum(prevmax, np.where(seen, s["max_ext"][seg_sid], _NEG)[seg_no])
-        dup = self._duplicates(sid, ext, prevmax, seg_sid)
+        old_max = np.where(seen, s["max_ext"][seg_sid], _NEG)
+        seg_max = np.maximum(old_max, np.maximum.reduceat(ext, starts))
+        dup = self._duplicates(sid, ext, prevmax, seg_sid, seg_max)
         reordered = ~dup & has_prev & (ext < prevmax)
         good = has_prev & (d >= 1) & (d <= MAX_STEP)
 
@@ -278,8 +281,7 @@ class MediaTap:
         s["last_seq"][seg_sid] = seq[ends]
         s["last_ext"][seg_sid] = ext[ends]
         s["last_rts"][seg_sid] = rts[ends]
-        old_max = np.where(seen, s["max_ext"][seg_sid], _NEG)
-        s["max_ext"][seg_sid] = np.maximum(old_max, np.maximum.reduceat(ext, starts))
+        s["max_ext"][seg_sid] = seg_max
         seg_min = np.minimum.reduceat(ext, starts)
         s["min_ext"][seg_sid] = np.where(seen, np.minimum(s["min_ext"][seg_sid], seg_min), seg_min)
         s["dups"][seg_sid] += seg_sum(dup)
@@ -312,32 +314,36 @@ class MediaTap:
                 self._ecb_truncated = True
                 t, lens = t[fits], lens[fits]
             if t.size:
-                src = off[t] + region_start[t]
-                gather = np.repeat(src - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
-                data = buf[gather].copy()
+                data = gather_bytes(buf, off[t] + region_start[t], lens)
                 self._samples.append((sid[t].copy(), lens.copy(), data))
                 self._ecb_bytes += int(lens.sum())
 
-    def _duplicates(self, sid: np.ndarray, ext: np.ndarray, prevmax: np.ndarray, seg_sid: np.ndarray) -> np.ndarray:
+    def _duplicates(
+        self, sid: np.ndarray, ext: np.ndarray, prevmax: np.ndarray, seg_sid: np.ndarray, seg_max: np.ndarray
+    ) -> np.ndarray:
         """Packets whose extended seq was already seen in the stream, within SEQ_WINDOW of the max.
 
         The window of recent sequence numbers is carried between chunks, so the answer does not
-        depend on where the chunks were cut.
+        depend on where the chunks were cut. `seg_max` is each stream's maximum after this chunk.
         """
         keep = np.isin(self._win_sid, seg_sid)
         w_sid, w_ext = self._win_sid[keep], self._win_ext[keep]
         all_sid = np.r_[w_sid, sid]
         all_ext = np.r_[w_ext, ext]
-        key = all_sid * (1 << 40) + (all_ext + (1 << 39))
-        seen = pd.Series(key).duplicated(keep="first").to_numpy()[w_sid.size :]
-        dup = seen & (ext > prevmax - SEQ_WINDOW)
-        # New window: every distinct seq of these streams within SEQ_WINDOW of its stream's maximum.
-        u = ~pd.Series(key).duplicated(keep="first").to_numpy()
-        cand_sid, cand_ext = all_sid[u], all_ext[u]
-        top = pd.Series(cand_ext).groupby(cand_sid).transform("max").to_numpy()
-        near = cand_ext > top - SEQ_WINDOW
-        self._win_sid = np.r_[self._win_sid[~keep], cand_sid[near]]
-        self._win_ext = np.r_[self._win_ext[~keep], cand_ext[near]]
+        # Only a packet at or below the running maximum can repeat a number (the usual in-order
+        # stream skips the hash table entirely).
+        if (ext <= prevmax).any():
+            key = all_sid * (1 << 40) + (all_ext + (1 << 39))
+            repeat = pd.Series(key).duplicated(keep="first").to_numpy()
+            dup = repeat[w_sid.size :] & (ext > prevmax - SEQ_WINDOW)
+            all_sid, all_ext = all_sid[~repeat], all_ext[~repeat]
+        else:
+            dup = np.zeros(ext.size, bool)
+        top = np.full(self._n, _NEG, np.int64)
+        top[seg_sid] = seg_max
+        near = all_ext > top[all_sid] - SEQ_WINDOW
+        self._win_sid = np.r_[self._win_sid[~keep], all_sid[near]]
+        self._win_ext = np.r_[self._win_ext[~keep], all_ext[near]]
         return dup
 
     # -- result ---------------------------------------------------------------------------------
@@ -394,7 +400,7 @@ class MediaTap:
         zoom = g["zoom"] == 1
         rate = np.zeros(sids.size, np.int64)
         assumed = np.ones(sids.size, bool)
-        static_rate = np.array([STATIC_PT.get(p, (UNKNOWN, 0))[1] for p in range(128)], np.int64)[first_pt]
+        static_rate = _STATIC_RATE[first_pt]
         plain_static = ~zoom & (static_rate > 0)
         rate = np.where(plain_static, static_rate, rate)
         assumed &= ~plain_static
@@ -439,6 +445,26 @@ class MediaTap:
         )
 
 
+def gather_bytes(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, step: int = 1 << 18) -> np.ndarray:
+    """buf[starts[i] : starts[i] + lens[i]] for all i, back to back. Index arrays are built for
+    about `step` bytes at a time, so the temporary memory stays small whatever the total."""
+    starts = np.asarray(starts, np.int64)
+    lens = np.asarray(lens, np.int64)
+    out = np.empty(int(lens.sum()), np.uint8)
+    ends = np.cumsum(lens)
+    cuts = np.searchsorted(ends, np.arange(step, int(ends[-1]) if ends.size else 0, step), side="right")
+    pos = 0
+    for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, lens.size].tolist(), strict=True):
+        if hi <= lo:
+            continue
+        seg = lens[lo:hi]
+        total = int(seg.sum())
+        idx = np.repeat(starts[lo:hi] - np.r_[0, np.cumsum(seg)[:-1]], seg) + np.arange(total)
+        out[pos : pos + total] = buf[idx]
+        pos += total
+    return out
+
+
 def _pt_list(lo: int, hi: int) -> list[int]:
     return [i for i in range(64) if lo >> i & 1] + [64 + i for i in range(64) if hi >> i & 1]
 
@@ -465,7 +491,7 @@ def _map_keys(keys: pd.Series, mapping: Mapping | pd.Series | None) -> pd.Series
 
 
 # -- ECB statistic -------------------------------------------------------------------------------
-ECB_BATCH_BYTES = 4 * 1024 * 1024  # streams are processed in batches of about this many sampled bytes
+ECB_BATCH_BYTES = 1024 * 1024  # streams are processed in batches of about this many sampled bytes
 _ECB_COLUMNS = [
     "ecb_packets", "ecb_blocks", "ecb_repeats", "ecb_repeat_ratio", "ecb_repeats_max", "ecb_repeat_alignment",
     "ecb_packets_with_repeats", "ecb_identical_payloads", "ecb_distinct_entropy", "ecb_distinct_bytes",
@@ -500,9 +526,8 @@ def ecb_statistics(sid: np.ndarray, lens: np.ndarray, data: np.ndarray) -> pd.Da
         members = np.flatnonzero(batch == b)
         pk = np.concatenate([order[first[i] : first[i] + counts[i]] for i in members.tolist()])
         blens = lens[pk]
-        gather = np.repeat(pstart[pk] - np.r_[0, np.cumsum(blens)[:-1]], blens) + np.arange(int(blens.sum()))
         local = np.searchsorted(usid[members], sid[pk])
-        part = _ecb_batch(local, blens, data[gather], members.size)
+        part = _ecb_batch(local, blens, gather_bytes(data, pstart[pk], blens), members.size)
         part.index = pd.Index(usid[members])
         frames.append(part)
     return pd.concat(frames)[_ECB_COLUMNS]
@@ -522,19 +547,19 @@ def _ecb_batch(sid: np.ndarray, lens: np.ndarray, data: np.ndarray, m: int) -> p
         kpos = np.arange(pkt.size) - first_block[pkt]
         raw = windows[pstart[pkt] + a + 16 * kpos]
         words = np.ascontiguousarray(raw).view("<u8").reshape(-1, 2)
-        h = mix_columns(words[:, 0], words[:, 1])
         bsid = sid[pkt]
-        frame = pd.DataFrame({"s": bsid, "h": h})
-        dup = frame.duplicated(keep="first").to_numpy()
+        # Keyed by stream too, so one uint64 column says "same block value in the same stream".
+        h = mix_columns(words[:, 0], words[:, 1], bsid)
+        dup = pd.Series(h).duplicated(keep="first").to_numpy()
         excess_by_align[a] = np.bincount(bsid, weights=dup, minlength=m).astype(np.int64)
         if a:
             continue
         blocks = np.bincount(bsid, minlength=m)
         res["ecb_blocks"] = blocks
-        size = frame.groupby(["s", "h"], sort=False)["h"].transform("size").to_numpy()
-        pkt_rep = np.bincount(pkt, weights=size >= 2, minlength=lens.size) > 0
+        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+        pkt_rep = np.bincount(pkt, weights=counts[inverse] >= 2, minlength=lens.size) > 0
         res["ecb_packets_with_repeats"] = np.bincount(sid, weights=pkt_rep, minlength=m).astype(np.int64)
-        ent, nbytes = _entropy_by_group(bsid[~dup], raw[~dup], m)
+        ent, nbytes = _entropy_sorted(bsid[~dup], raw[~dup].reshape(-1), 16, m)
         res["ecb_distinct_entropy"], res["ecb_distinct_bytes"] = ent, nbytes
         # A region's identity: its blocks' hashes with their positions, its last 16 bytes, its length.
         with np.errstate(over="ignore"):
@@ -542,7 +567,7 @@ def _ecb_batch(sid: np.ndarray, lens: np.ndarray, data: np.ndarray, m: int) -> p
             np.add.at(ph, pkt, mix_columns(h, kpos.astype(np.uint64)))
         tail = np.ascontiguousarray(windows[pstart + lens - 16]).view("<u8").reshape(-1, 2)
         ph = mix_columns(ph, tail[:, 0], tail[:, 1], lens.astype(np.uint64))
-        pdup = pd.DataFrame({"s": sid, "h": ph}).duplicated(keep="first").to_numpy()
+        pdup = pd.Series(mix_columns(ph, sid)).duplicated(keep="first").to_numpy()
         res["ecb_identical_payloads"] = np.bincount(sid, weights=pdup, minlength=m).astype(np.int64)
     blocks = res["ecb_blocks"].to_numpy()
     res["ecb_repeats"] = excess_by_align[0]
@@ -550,24 +575,27 @@ def _ecb_batch(sid: np.ndarray, lens: np.ndarray, data: np.ndarray, m: int) -> p
     res["ecb_repeats_max"] = excess_by_align.max(axis=0)
     res["ecb_repeat_alignment"] = excess_by_align.argmax(axis=0)
     res["ecb_entropy_random"] = [random_entropy(int(x)) for x in res["ecb_distinct_bytes"].tolist()]
-    pent, pbytes = _entropy_by_group(np.repeat(sid, lens), data, m)
+    pent, pbytes = _entropy_sorted(sid, data, lens, m)
     res["ecb_payload_entropy"], res["ecb_sample_bytes"] = pent, pbytes
     res["ecb_payload_entropy_random"] = [random_entropy(int(x)) for x in pbytes.tolist()]
     res["ecb_repeats_expected_random"] = blocks.astype(np.float64) ** 2 / 2.0**129
     return res
 
 
-def _entropy_by_group(group: np.ndarray, raw: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shannon entropy in bits per byte of each group's bytes, and the number of bytes."""
-    flat = np.asarray(raw, np.uint8).reshape(group.size, -1) if raw.ndim > 1 else np.asarray(raw, np.uint8)[:, None]
-    per = flat.shape[1]
-    gs = np.repeat(group, per)
-    counts = np.bincount(gs * 256 + flat.reshape(-1).astype(np.int64), minlength=m * 256).reshape(m, 256)
-    total = counts.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = counts / np.maximum(total, 1)[:, None]
-        ent = -np.where(counts > 0, p * np.log2(np.where(counts > 0, p, 1.0)), 0.0).sum(axis=1)
-    return np.where(total > 0, ent, np.nan), total.astype(np.int64)
+def _entropy_sorted(
+    group: np.ndarray, data: np.ndarray, size: int | np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shannon entropy (bits/byte) and byte count per group 0..m-1. `group` is sorted and item i
+    owns the next `size` (or size[i]) bytes of `data`, so each group's bytes are one slice."""
+    sizes = np.broadcast_to(np.asarray(size, np.int64), group.shape)
+    per_group = np.bincount(group, weights=sizes, minlength=m).astype(np.int64)
+    bounds = np.r_[0, np.cumsum(per_group)]
+    ent = np.full(m, np.nan)
+    for g in np.flatnonzero(per_group).tolist():
+        counts = np.bincount(data[bounds[g] : bounds[g + 1]], minlength=256)
+        p = counts[counts > 0] / per_group[g]
+        ent[g] = float(-(p * np.log2(p)).sum())
+    return ent, per_group
 
 
 @lru_cache(maxsize=4096)

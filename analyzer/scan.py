@@ -14,9 +14,9 @@ from analyzer.capture import CaptureInfo, CaptureReader
 from analyzer.capture.source import CaptureSource
 from analyzer.decode import DecodeState, decode_chunk
 from analyzer.decode import reasons as R
-from analyzer.flows import TRANSPORT_NAMES, aggregate, canonical, finalize, flow_keys, merge_partials
-
 from analyzer.dissect.kinds import KIND_NAMES, payload_kinds
+from analyzer.flows import TRANSPORT_NAMES, aggregate, canonical, finalize, flow_keys, merge_partials
+from analyzer.media import MediaResult, MediaTap
 
 # Low-volume kinds whose every packet (up to SAMPLE_CONTROL) dissection wants to see.
 CONTROL_KINDS = frozenset(
@@ -38,6 +38,11 @@ class ScanResult:
     samples: pd.DataFrame
     info: CaptureInfo
     kind_names: tuple[str, ...] = field(default_factory=tuple)
+    media: MediaResult | None = None
+
+    @property
+    def streams(self) -> pd.DataFrame:
+        return self.media.streams if self.media is not None else pd.DataFrame()
 
 
 class _Sampler:
@@ -131,6 +136,7 @@ def scan_capture(
         parts: list[pd.DataFrame] = []
         rows = 0
         sampler = _Sampler() if keep_samples else None
+        media_tap = MediaTap() if keep_samples else None
         n_kinds = len(KIND_NAMES)
         control_codes = np.array(sorted(KIND_NAMES.index(k) for k in CONTROL_KINDS), dtype=np.int64)
         for chunk in reader.chunks():
@@ -144,6 +150,8 @@ def scan_capture(
                 ).astype(np.int64)
                 c = canonical(cols, idx)
                 keys = flow_keys(c)
+                if media_tap is not None:
+                    media_tap.update(chunk, cols, idx, kinds, keys, c["dir"])
                 codes, uniq = pd.factorize(keys)
                 part = aggregate(
                     c, codes, np.asarray(uniq, dtype=np.uint64), chunk.ts_ns[idx], chunk.wirelen[idx].astype(np.int64),
@@ -164,7 +172,13 @@ def scan_capture(
         info.warn(f"{count} packets: {reason.replace('_', ' ')} (outer tunnel header used)")
     flows = finalize(merge_partials(parts), KIND_NAMES)
     samples = _attach_flow_ids(sampler.frame() if sampler else None, flows)
-    return ScanResult(flows=flows, samples=samples, info=info, kind_names=KIND_NAMES)
+    media = None
+    if media_tap is not None:
+        fk = flows["flow_key"].to_numpy()
+        media = media_tap.result(
+            pd.Series(flows["flow_id"].to_numpy(), index=fk), pd.Series(flows["a_is_client"].to_numpy(), index=fk)
+        )
+    return ScanResult(flows=flows, samples=samples, info=info, kind_names=KIND_NAMES, media=media)
 
 
 def _count_skipped(info: CaptureInfo, status: np.ndarray) -> None:

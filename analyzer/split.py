@@ -10,7 +10,8 @@ so the flows equal those of `scan_capture` on the whole file.
 Limits (the plan is None and callers scan sequentially): gzip input, fewer records than parts,
 a corrupt record header (the sequential reader's resynchronisation is not reproduced). An IP
 fragment whose first fragment lies in an earlier range loses its ports, as across a file
-rotation; Simple Packet Blocks at a range start get no previous timestamp.
+rotation: when a later range reports such fragments the capture is rescanned sequentially.
+Simple Packet Blocks at a range start get no previous timestamp.
 """
 
 from __future__ import annotations
@@ -240,6 +241,9 @@ def scan_split(
     if plan is None:
         return scan_capture(path, chunk_bytes=chunk_bytes)
     parts = run_ordered(scan_range, [(path, r, chunk_bytes) for r in plan.ranges], workers, executor)
+    if any(p.info.skipped.get("ip_fragment_without_first") for p in parts[1:]):
+        # A fragment may have lost its first fragment to the previous range: stay exact.
+        return scan_capture(path, chunk_bytes=chunk_bytes)
     info = merge_infos([p.info for p in parts], path, plan.size)
     # Every range repeats the file's headers: the interfaces are those of the whole file.
     if plan.format == "pcapng":

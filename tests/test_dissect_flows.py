@@ -3,9 +3,10 @@ synthetic, hostile samples."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
-from functools import lru_cache
+from functools import cache
 
 import pandas as pd
 import pytest
@@ -14,14 +15,14 @@ from analyzer.dissect import FACT_COLUMNS, DissectResult, dissect_flows
 from tests.conftest import real_capture
 
 
-@lru_cache(maxsize=None)
+@cache
 def _scan(name: str):
     from analyzer.scan import scan_capture
 
     return scan_capture(real_capture(name))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dissect(name: str) -> tuple[pd.DataFrame, DissectResult]:
     r = _scan(name)
     return r.flows, dissect_flows(r.flows, r.samples)
@@ -177,7 +178,7 @@ def test_tls_client_hello_over_reordered_segments():
     assert len(hello) > 100
     base = 1_000_000
     cuts = [0, 40, 90, len(hello)]
-    segs = [(0, 0, base + a, hello[a:b]) for a, b in zip(cuts, cuts[1:], strict=False)]
+    segs = [(0, 0, base + a, hello[a:b]) for a, b in itertools.pairwise(cuts)]
     shuffled = [segs[2], segs[0], segs[1], segs[0]]  # out of order, with a retransmission
     d = dissect_flows(_one_flow("tcp", 40000, 443), _samples(shuffled))
     assert d.facts.loc[0, "sni"] == "zoomam104zc.zoom.us"
@@ -224,3 +225,14 @@ def test_dissection_is_fast_on_samples():
     t = time.perf_counter()
     dissect_flows(r.flows, r.samples)
     assert time.perf_counter() - t < 2.0
+
+
+@pytest.mark.parametrize(
+    ("name", "sni", "version"),
+    [("quic-29.pcap", "localhost", "0xff00001d"), ("quic-v2.pcapng", "test", "0x6b3343cf")],
+)
+def test_quic_draft29_and_v2_initials(name, sni, version):
+    _, d = _dissect(name)
+    q = d.facts[d.facts["protocol"] == "quic"]
+    assert len(q) == 1
+    assert q["sni"].iloc[0] == sni and q["quic_version"].iloc[0] == version

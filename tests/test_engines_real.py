@@ -43,6 +43,7 @@ def _tshark_all() -> dict[str, pd.DataFrame | Exception]:
         return dict(pool.map(run, real_captures()))
 
 
+@pytest.mark.slow  # ~0.7 s of tshark start-up per capture
 @pytest.mark.skipif(not HAVE_TSHARK, reason="tshark is not installed")
 @pytest.mark.parametrize("name", [p.name for p in real_captures()])
 def test_native_equals_tshark(name: str) -> None:
@@ -73,6 +74,7 @@ def test_native_equals_tshark(name: str) -> None:
     assert (merged["first_ts_ns_x"] == merged["first_ts_ns_y"]).all()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAVE_TSHARK, reason="tshark is not installed")
 def test_agreement_totals_reported(shared_real) -> None:
     for p in real_captures():

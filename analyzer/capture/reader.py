@@ -6,6 +6,7 @@ Memory stays bounded: the file is read in buffers of `chunk_bytes`, records are 
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -39,7 +40,8 @@ class CaptureReader:
             kind = sniff(head, self.name)
             if kind.format == "gzip":
                 self.info.compressed = "gzip"
-                self._stream: BinaryIO = BoundedGunzip(self._raw)  # type: ignore[assignment]
+                # The sniffed bytes were consumed from the raw stream: hand them back to gzip.
+                self._stream: BinaryIO = BoundedGunzip(_Prefixed(head, self._raw))  # type: ignore[assignment]
                 try:
                     head = self._stream_peek(24)
                 except (OSError, EOFError) as exc:
@@ -272,7 +274,7 @@ class CaptureReader:
 
     def _parse_idb(self, buf: np.ndarray, pos: int) -> int:
         order = ">" if self._big else "<"
-        btype, blen = struct.unpack_from(order + "II", buf, pos)
+        _btype, blen = struct.unpack_from(order + "II", buf, pos)
         iface = Interface(linktype=0, snaplen=0, tsresol_exp=6)
         if blen >= 20:
             linktype, _res, snaplen = struct.unpack_from(order + "HHI", buf, pos + 8)
@@ -288,7 +290,8 @@ class CaptureReader:
                     iface.name = value.decode("utf-8", "replace")[:64]
         else:
             self.info.warn(f"interface description block too short ({blen} bytes)")
-        if iface.tsresol_base == 10 and iface.tsresol_exp > 18 or iface.tsresol_base == 2 and iface.tsresol_exp > 62:
+        absurd = iface.tsresol_exp > (18 if iface.tsresol_base == 10 else 62)
+        if absurd:
             self.info.warn(f"interface {len(self.info.interfaces)}: absurd if_tsresol; assuming microseconds")
             iface.tsresol_base, iface.tsresol_exp = 10, 6
         self.info.interfaces.append(iface)
@@ -375,6 +378,33 @@ class CaptureReader:
     def _give_up(self, file_off: int) -> None:
         self.info.truncated = True
         self.info.warn(f"too many corrupt records; stopped reading at byte {file_off}")
+
+
+class _Prefixed(io.RawIOBase):
+    """`head` followed by the rest of `raw`, for streams that cannot seek back (pipes)."""
+
+    def __init__(self, head: bytes, raw: BinaryIO):
+        self._head = head
+        self._raw = raw
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if self._head:
+            k = min(len(self._head), len(b))
+            b[:k] = self._head[:k]
+            self._head = self._head[k:]
+        else:
+            data = self._raw.read(len(b)) or b""
+            k = len(data)
+            b[:k] = data
+        self._pos += k
+        return k
+
+    def tell(self) -> int:
+        return self._pos
 
 
 class _WalkOut:

@@ -117,7 +117,9 @@ def _hostname(flow: dict, f: dict, index: DnsIndex) -> str | None:
     return None
 
 
-def _roles(flow: dict, f: dict, att: Attribution, protocol: str, kb: dict[str, int]) -> tuple[dict[str, int], list[str]]:
+def _roles(
+    flow: dict, f: dict, att: Attribution, protocol: str, kb: dict[str, int]
+) -> tuple[dict[str, int], list[str]]:
     protos = list(_val(f, "protocols") or [])
     sdp_keys = bool(_val(f, "sdp_key_exchange"))
     transport = str(flow.get("transport") or "")

@@ -148,7 +148,8 @@ def direct_evidence(flow: dict, facts: dict, dns: DnsIndex, sig: Signatures) -> 
     if sans and not own_names and not any(e.text.startswith("cert:") for e in ev):
         for name in list(sans)[:8]:
             for rule in sig.host_matches(name, "cert"):
-                ev.append(Evidence(rule.app, rule.confidence * 0.85, f"cert-san:{name} matches {rule.label}", rule.channel))
+                text = f"cert-san:{name} matches {rule.label}"
+                ev.append(Evidence(rule.app, rule.confidence * 0.85, text, rule.channel))
                 break
     # DNS lookups made by this flow (a DNS flow belongs to the app whose names it asks for).
     for q in (_get(facts, "dns_queries") or [])[:4]:

@@ -177,7 +177,8 @@ def parse_signatures(data: dict[str, Any]) -> Signatures:
                 net = ipaddress.ip_network(cidr, strict=False)
             except ValueError as exc:
                 raise SignatureError(f"{where}: bad CIDR {cidr!r}") from exc
-            sig.ranges.add(net, RangeHit(app, e.get("label", app), conf, str(net), e.get("source", ""), e.get("date", "")))
+            hit = RangeHit(app, e.get("label", app), conf, str(net), e.get("source", ""), e.get("date", ""))
+            sig.ranges.add(net, hit)
     sig.ranges.freeze()
     for i, e in enumerate(data.get("port", [])):
         where = f"port[{i}]"

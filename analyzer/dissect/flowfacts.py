@@ -103,6 +103,9 @@ DISCORD_DISCOVERY_LEN = 74
 DISCORD_KEEPALIVE = b"\x13\x37\xca\xfe"
 SRTP_ENTROPY_BITS = 7.0  # bits/byte over the pooled RTP payloads; codecs in clear stay lower
 _MAX_LIST = 16  # cap on list-valued facts (usernames, SSRCs) so hostile flows stay small
+# STUN messages parsed per flow: ICE keep-alives and TURN refreshes repeat the same facts, and
+# the scan keeps up to 200 control packets per direction.
+_MAX_STUN = 48
 _STREAM_LIMIT = 65536
 
 
@@ -279,7 +282,8 @@ def _tcp(meta: _Meta, g: _Group, f: _Facts, dns_rows: list, fid: int) -> None:
     if c2s.startswith(_HTTP_METHODS):
         f.proto("http")
         f.first("http_host", _http_host(c2s))
-    if stun_mod is not None and c2s[:1] in (b"\x00", b"\x01") and (c2s[4:8] == b"\x21\x12\xa4\x42" or c2s[6:10] == b"\x21\x12\xa4\x42"):
+    cookie = b"\x21\x12\xa4\x42"
+    if stun_mod is not None and c2s[:1] in (b"\x00", b"\x01") and cookie in (c2s[4:8], c2s[6:10]):
         for d, data in ((0, c2s), (1, s2c)):
             for msg in stun_mod.split_stun_tcp(data):
                 _stun_or_channel(msg, d, f)
@@ -325,7 +329,7 @@ def _tls(c2s: bytes, s2c: bytes, f: _Facts) -> None:
             if cert.sans:
                 f["cert_sans"] = list(cert.sans[:_MAX_LIST])
     elif hello is not None and hello.supported_versions:
-        f["tls_version"] = _TLS_VERSIONS.get(max(hello.supported_versions), None)
+        f["tls_version"] = _TLS_VERSIONS.get(max(hello.supported_versions))
 
 
 def _host(name: str | None) -> str | None:
@@ -333,7 +337,7 @@ def _host(name: str | None) -> str | None:
     if not name:
         return None
     name = name.strip().rstrip(".").lower()
-    if not name or len(name) > 253 or any(c.isspace() or ord(c) < 0x21 or ord(c) > 0x7E for c in name):
+    if not name or len(name) > 253 or not name.isascii() or not name.isprintable() or " " in name:
         return None
     return name
 
@@ -365,8 +369,9 @@ _SIP_METHODS = tuple(
 def _udp(meta: _Meta, g: _Group, f: _Facts, dns_rows: list, fid: int) -> None:
     if meta.server_port in DNS_PORTS or meta.client_port in DNS_PORTS:
         msgs_ts = []
+        parsed: dict[bytes, object] = {}  # retransmitted queries/answers parse once
         for p, t in zip(g.payloads, g.ts_ns, strict=True):
-            msg = dns_mod.parse_dns(p)
+            msg = parsed[p] if p in parsed else parsed.setdefault(p, dns_mod.parse_dns(p))
             if msg is not None:
                 msgs_ts.append((msg, t))
         if msgs_ts:
@@ -417,9 +422,9 @@ def _udp_packet(
         if z is not None:
             _zoom_facts(z, f, rtp_pkts, rtcp_by_dir, d)
             return
-    if b0 <= 3 or 0x08 <= b0 <= 0x0B or p[:2] == b"\xff\x10":  # STUN, WhatsApp 0x08xx, MS-TURN
-        if stun_mod is not None and _stun_or_channel(p, d, f):
-            return
+    stun_like = b0 <= 3 or 0x08 <= b0 <= 0x0B or p[:2] == b"\xff\x10"  # + WhatsApp 0x08xx, MS-TURN
+    if stun_like and stun_mod is not None and _stun_or_channel(p, d, f):
+        return
     if 0x40 <= b0 <= 0x4F and stun_mod is not None and depth == 0:
         cd = stun_mod.parse_channel_data(p)
         if cd is not None:
@@ -469,6 +474,11 @@ def _discord_address(p: bytes) -> str | None:
 
 
 def _stun_or_channel(p: bytes, d: int, f: _Facts) -> bool:
+    seen = f.get("_stun_seen", 0)
+    if seen >= _MAX_STUN:
+        # Still recognise the message (so it is not read as another protocol), skip the facts.
+        return p[4:8] == b"\x21\x12\xa4\x42" or stun_mod.parse_stun(p) is not None
+    f["_stun_seen"] = seen + 1
     msg = stun_mod.parse_stun(p)
     if msg is None:
         cd = stun_mod.parse_channel_data(p)
@@ -484,10 +494,15 @@ def _stun_or_channel(p: bytes, d: int, f: _Facts) -> bool:
         f.add("stun_attr_types", t)
     if msg.classic:
         f["stun_classic"] = True
-    f.first("stun_software", _clean(msg.software))
-    f.first("stun_realm", _clean(msg.realm))
-    f.add("stun_usernames", _clean(msg.username))
-    if msg.msg_class == "success":
+    if msg.software is not None and f.get("stun_software") is None:
+        f["stun_software"] = _clean(msg.software)
+    if msg.realm is not None and f.get("stun_realm") is None:
+        f["stun_realm"] = _clean(msg.realm)
+    if msg.username is not None:
+        f.add("stun_usernames", _clean(msg.username))
+    # Responses carry the reflexive address; Zoom's cookie-less response type 0x0002 does not
+    # encode the RFC 5389 success class, so any message with a mapped address counts.
+    if msg.msg_class == "success" or msg.classic:
         for addr in (msg.xor_mapped, msg.mapped):
             if addr is not None:
                 f.add("stun_mapped", (addr.ip, addr.port))

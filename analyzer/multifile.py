@@ -1,0 +1,120 @@
+"""Captures that are more than one file, or one file worth splitting: rotated sets analysed as one
+session (tcpdump -C/-W, editcap -c/-i splits) and one large capture scanned as parallel ranges.
+
+Both produce one ScanResult through `partscan.combine_parts`, then the same session assembly
+as `analyzer.session.analyze`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from analyzer.errors import OptionError
+from analyzer.parallel import run_ordered
+from analyzer.partscan import PartScan, combine_parts, merge_infos, scan_part
+from analyzer.scan import ScanResult
+from analyzer.session import Session, build_session
+
+SESSION_OPTIONS = frozenset({"geoip", "allow", "region", "policy", "vantage"})
+
+
+def scan_file(path: str) -> PartScan:
+    """One file of a set (top-level, so process pools and Dask can ship it)."""
+    return scan_part(path, name=path)
+
+
+def scan_files(paths: Iterable[str | os.PathLike], workers: int = 1, executor: Any = None) -> ScanResult:
+    """Scan files as one capture: flows continue across files, which are ordered by their first
+    timestamp (so the order given does not matter); frame numbers run on across files.
+
+    >>> from analyzer.demo import write_demo_capture
+    >>> from analyzer.scan import scan_capture
+    >>> p = write_demo_capture("/tmp/confscope-multi-doctest.pcap")
+    >>> len(scan_files([p]).flows) == len(scan_capture(p).flows)
+    True
+    """
+    return _scan_ordered([os.fspath(p) for p in paths], workers, executor)[0]
+
+
+def _scan_ordered(names: list[str], workers: int, executor: Any) -> tuple[ScanResult, list[str]]:
+    if not names:
+        raise OptionError("no capture files to merge")
+    parts = run_ordered(scan_file, [(p,) for p in names], workers, executor)
+    order = sorted(range(len(parts)), key=lambda i: (parts[i].info.first_ts_ns is None,
+                                                      parts[i].info.first_ts_ns or 0, i))
+    parts = [parts[i] for i in order]
+    size = sum(p.info.file_bytes for p in parts)
+    info = merge_infos([p.info for p in parts], names[order[0]], size)
+    if len(parts) > 1:
+        info.warn(f"{len(parts)} files analysed as one capture")
+    return combine_parts(parts, info), [names[i] for i in order]
+
+
+def session_from_scan(scan: ScanResult, source: Any, *, geoip: Iterable[str] = (), allow: Any = None,
+                      region: str | None = None, policy: Any = None, vantage: str | None = None) -> Session:
+    """The Session for a ScanResult obtained some other way than `session.analyze`."""
+    from analyzer.geo.resolver import GeoResolver
+    from analyzer.geo.vantage import parse_vantage
+    from analyzer.policy import build_policy
+
+    pol = build_policy(allow, region, policy)
+    stated = parse_vantage(vantage) if vantage else None
+    geoip = list(geoip)
+    for p in geoip:
+        if not Path(p).is_file():
+            raise OptionError(f"--geoip {p}: no such file")
+    resolver = GeoResolver(user_paths=geoip)
+    try:
+        return build_session(scan, source, resolver, pol, stated, options={
+            "geoip": [os.path.basename(p) for p in geoip], "allow": allow, "region": region,
+            "policy": os.path.basename(str(policy)) if policy else None, "vantage": vantage,
+        })
+    finally:
+        resolver.close()
+
+
+def analyze_files(paths: Iterable[str | os.PathLike], *, workers: int = 1, executor: Any = None,
+                  **options: Any) -> Session:
+    """Analyse a rotated or split capture (several files) as one session.
+
+    The report's capture gains `files` (name, sha256 per file, in time order) and its `sha256` is
+    the hash of those per-file hashes.
+    """
+    _check_options(options)
+    names = [os.fspath(p) for p in paths]
+    scan, files = _scan_ordered(names, workers, executor)
+    session = session_from_scan(scan, files[0], **options)
+    hashes = [file_sha256(p) for p in files]
+    cap = session.report["capture"]
+    cap["files"] = [{"name": Path(p).name, "sha256": h} for p, h in zip(files, hashes, strict=True)]
+    cap["sha256"] = hashlib.sha256("".join(hashes).encode()).hexdigest()
+    cap["name"] = Path(files[0]).name
+    return session
+
+
+def analyze_split(path: str | os.PathLike, *, workers: int = 2, executor: Any = None, **options: Any) -> Session:
+    """Analyse one large capture with its byte ranges scanned in parallel (same report as
+    `analyzer.session.analyze`)."""
+    from analyzer.split import scan_split
+
+    _check_options(options)
+    scan = scan_split(path, workers, executor=executor)
+    return session_from_scan(scan, os.fspath(path), **options)
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - SESSION_OPTIONS)
+    if unknown:
+        raise OptionError(f"unknown option(s): {', '.join(unknown)}; expected {', '.join(sorted(SESSION_OPTIONS))}")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
