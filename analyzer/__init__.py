@@ -21,8 +21,12 @@ def __getattr__(name: str) -> Any:
         from analyzer import session
 
         return getattr(session, name)
-    if name in ("analyze_many", "Dataset"):
-        from analyzer import dataset
+    if name == "analyze_many":
+        from analyzer.batch import analyze_many
 
-        return getattr(dataset, name)
+        return analyze_many
+    if name == "Dataset":
+        from analyzer.dataset import Dataset
+
+        return Dataset
     raise AttributeError(f"module 'analyzer' has no attribute {name!r}")

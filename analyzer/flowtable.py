@@ -28,7 +28,7 @@ def flow_table(
         from analyzer.engines import build_flows
 
         return build_flows(source, engine=engine), {"warnings": [], "skipped_packets": 0}
-    result = scan_capture(source, progress=progress, keep_samples=dissect)
+    result = scan_capture(source, progress=progress, keep_samples=dissect, media=False)
     flows = result.flows
     base = [c for c in flows.columns if c not in INTERNAL_COLUMNS and not c.startswith("kind_")]
     if dissect and len(flows):

@@ -127,6 +127,7 @@ def scan_capture(
     chunk_bytes: int | None = None,
     progress: ProgressFn | None = None,
     keep_samples: bool = True,
+    media: bool = True,
     name: str | None = None,
 ) -> ScanResult:
     """Read, decode and aggregate a whole capture in one pass."""
@@ -136,7 +137,7 @@ def scan_capture(
         parts: list[pd.DataFrame] = []
         rows = 0
         sampler = _Sampler() if keep_samples else None
-        media_tap = MediaTap() if keep_samples else None
+        media_tap = MediaTap() if media else None
         n_kinds = len(KIND_NAMES)
         control_codes = np.array(sorted(KIND_NAMES.index(k) for k in CONTROL_KINDS), dtype=np.int64)
         for chunk in reader.chunks():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +156,9 @@ def analyze(
     own_resolver = resolver is None
     resolver = resolver or GeoResolver(user_paths=geoip)
     try:
+        hasher = _HashInBackground(source)
         scan = scan_capture(source, progress=progress, name=name)
+        sha256 = hasher.result()
         return build_session(
             scan,
             source,
@@ -169,6 +172,7 @@ def analyze(
                 "policy": os.path.basename(str(policy)) if policy else None,
                 "vantage": vantage,
             },
+            sha256=sha256,
         )
     finally:
         if own_resolver:
@@ -182,6 +186,7 @@ def build_session(
     pol: Policy | None,
     stated_vantage: Any,
     options: dict[str, Any],
+    sha256: str | None = None,
 ) -> Session:
     from analyzer.flowtable import classify_scan
     from analyzer.geo.annotate import annotate_flows
@@ -193,7 +198,7 @@ def build_session(
     flows = _plausibility(flows, vantage)
     streams = _judge_streams(scan.streams)
     capture = scan.info.as_dict()
-    capture["sha256"] = _sha256(source)
+    capture["sha256"] = sha256
     capture["name"] = Path(source_name(source)).name
     viol = violations(flows, pol)
     findings = policy_findings(viol, pol.source if pol else "")
@@ -231,16 +236,37 @@ def _empty_classified(flows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _sha256(source: CaptureSource) -> str | None:
-    if isinstance(source, bytes | bytearray | memoryview):
-        return hashlib.sha256(bytes(source)).hexdigest()
-    if isinstance(source, str | os.PathLike):
-        h = hashlib.sha256()
-        with open(source, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
-    return None
+class _HashInBackground:
+    """SHA-256 of the capture file, computed on another thread while the scan runs: hashlib
+    releases the GIL on large blocks, so on two cores the hash costs no wall time."""
+
+    def __init__(self, source: CaptureSource):
+        self._source = source
+        self._digest: str | None = None
+        self._thread: threading.Thread | None = None
+        if isinstance(source, str | os.PathLike):
+            self._thread = threading.Thread(target=self._run, name="confscope-sha256", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with open(self._source, "rb") as fh:  # type: ignore[arg-type]
+                self._digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        except OSError:
+            self._digest = None
+
+    def result(self) -> str | None:
+        if self._thread is not None:
+            self._thread.join()
+            return self._digest
+        src = self._source
+        if isinstance(src, bytes | bytearray | memoryview):
+            return hashlib.sha256(bytes(src)).hexdigest()
+        try:  # a seekable file object: hash it again from the start
+            src.seek(0)  # type: ignore[union-attr]
+            return hashlib.file_digest(src, "sha256").hexdigest()  # type: ignore[arg-type]
+        except (AttributeError, OSError, ValueError):
+            return None
 
 
 def _remote_endpoint(flows: pd.DataFrame, resolver: Any) -> pd.DataFrame:
@@ -294,6 +320,8 @@ def _ips(value: Any) -> list[str]:
 
 
 def _plausibility(flows: pd.DataFrame, vantage: dict[str, Any]) -> pd.DataFrame:
+    """Speed-of-light check per flow. The distance depends only on (vantage, country), so it is
+    computed once per country (a border distance costs tens of milliseconds)."""
     from analyzer.geo.plausibility import check_plausible
 
     out = flows.copy()
@@ -302,13 +330,16 @@ def _plausibility(flows: pd.DataFrame, vantage: dict[str, Any]) -> pd.DataFrame:
         rtt = np.fmin(rtt, out["stun_rtt_ms"].astype(float))
     out["min_rtt_ms"] = rtt
     latlon = (vantage["latitude"], vantage["longitude"]) if vantage.get("latitude") is not None else None
-    checks = [
-        check_plausible(latlon, c if sc == "public" and c != "ZZ" else None, r if math.isfinite(r) else None)
-        for c, sc, r in zip(out["remote_country"], out["remote_scope"], rtt.tolist(), strict=True)
+    countries = [
+        c if sc == "public" and c and c != "ZZ" else None
+        for c, sc in zip(out["remote_country"], out["remote_scope"], strict=True)
     ]
-    out["geo_implausible"] = [not ok for ok, _d, _b in checks]
-    out["geo_distance_km"] = [d for _ok, d, _b in checks]
-    out["geo_bound_km"] = [b for _ok, _d, b in checks]
+    distance = {c: check_plausible(latlon, c, 0.0)[1] for c in set(countries) if c}
+    dist = np.array([distance.get(c, math.nan) if c else math.nan for c in countries], dtype=float)
+    bound = rtt.to_numpy() * 100.0  # light in fibre: ~100 km per ms of round trip
+    out["geo_distance_km"] = dist
+    out["geo_bound_km"] = bound
+    out["geo_implausible"] = np.isfinite(dist) & np.isfinite(bound) & (dist > bound)
     return out
 
 

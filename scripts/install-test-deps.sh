@@ -14,4 +14,4 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check -e ".[test,fast]"
+python3 -m pip install -q --disable-pip-version-check -e ".[test]"

@@ -98,7 +98,7 @@ def walk_pcapng(buf, pos, end, big, out_off, out_cap, out_wire, out_tshi, out_ts
 
 
 def _select():
-    if os.environ.get("CONFSCOPE_PURE_PYTHON") or os.environ.get("CONFSCOPE_NO_NUMBA"):
+    if os.environ.get("CONFSCOPE_PURE_PYTHON"):
         return walk_pcap, walk_pcapng, False
     try:
         from analyzer.capture import _walk

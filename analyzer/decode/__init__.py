@@ -10,7 +10,7 @@ import pandas as pd
 
 from analyzer.capture.model import FrameChunk
 from analyzer.decode import reasons as R
-from analyzer.decode.fields import u16
+from analyzer.decode.fields import member, u16
 from analyzer.decode.link import ETH_IPV4, ETH_IPV6, ethertype_chain, link_layer
 from analyzer.decode.network import decode_ip
 from analyzer.decode.transport import PORTED, decode_transport
@@ -136,7 +136,7 @@ def _attribute_fragments(
 ) -> None:
     """Give later IP fragments the ports of their first fragment (same src, dst, proto, id)."""
     ok = cols.status == R.OK
-    ported = np.isin(cols.proto, PORTED)
+    ported = member(cols.proto, PORTED)
     heads = np.flatnonzero(ok & ported & (frag_off == 0) & more)
     tails = np.flatnonzero(ok & (frag_off > 0))
     if not heads.size and not tails.size:
@@ -156,7 +156,7 @@ def _attribute_fragments(
         )
 
     table = state.fragments
-    tails = tails[np.isin(cols.proto[tails], PORTED)]
+    tails = tails[member(cols.proto[tails], PORTED)]
     hk = key(heads) if heads.size else np.zeros(0, np.uint64)
     tk = key(tails) if tails.size else np.zeros(0, np.uint64)
     if tails.size:

@@ -45,3 +45,23 @@ def u32(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
 def u64_be(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """Eight bytes at each offset as one big-endian uint64 (used for halves of IPv6 addresses)."""
     return _gather(_view(buf, np.uint64, 8), pos)
+
+
+_TABLES: dict[tuple[int, ...], np.ndarray] = {}
+
+
+def member(values: np.ndarray, allowed: tuple[int, ...] | list[int]) -> np.ndarray:
+    """`np.isin` for small sets of non-negative integers, as one table lookup.
+
+    np.isin sorts its inputs on every call; with a handful of constants over a million packets
+    that measured several times slower than a gather from a boolean table.
+    """
+    key = tuple(sorted({int(a) for a in allowed}))
+    table = _TABLES.get(key)
+    if table is None:
+        table = np.zeros(key[-1] + 1 if key else 1, dtype=bool)
+        table[list(key)] = True
+        _TABLES[key] = table
+    v = np.asarray(values)
+    inside = (v >= 0) & (v < table.shape[0])
+    return table[np.where(inside, v, 0)] & inside

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.decode import reasons as R
-from analyzer.decode.fields import u8, u16
+from analyzer.decode.fields import member, u8, u16
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -68,13 +68,13 @@ def ethertype_chain(
     Arrays are updated in place for the frames concerned (they are index subsets' copies).
     """
     for _ in range(MAX_VLAN_TAGS):
-        vlan = np.isin(et, VLAN_TPIDS) & (pos + 4 <= end)
+        vlan = member(et, VLAN_TPIDS) & (pos + 4 <= end)
         if not vlan.any():
             break
         et[vlan] = u16(buf, pos[vlan] + 2)
         pos[vlan] += 4
         encap[vlan] |= R.ENCAP_VLAN
-    mpls = np.isin(et, MPLS_TYPES)
+    mpls = member(et, MPLS_TYPES)
     if mpls.any():
         idx = np.flatnonzero(mpls)
         p = pos[idx]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analyzer.decode.fields import u8, u16, u32, u64_be
+from analyzer.decode.fields import member, u8, u16, u32, u64_be
 from analyzer.decode.link import ETH_IPV4, ETH_IPV6
 
 IPV4_MAPPED_HI = np.uint64(0)
@@ -89,7 +89,7 @@ def _ipv6(buf: np.ndarray, p: np.ndarray, e: np.ndarray, f: IpFields, idx: np.nd
     more = np.zeros(p.shape[0], bool)
     fid = np.zeros(p.shape[0], np.int64)
     for _ in range(MAX_IPV6_EXT):
-        ext = np.isin(nh, IPV6_EXT_LENGTH8) & (l4 + 8 <= ipend)
+        ext = member(nh, IPV6_EXT_LENGTH8) & (l4 + 8 <= ipend)
         frag = (nh == IPV6_FRAGMENT) & (l4 + 8 <= ipend)
         ah = (nh == IPV6_AH) & (l4 + 8 <= ipend)
         if not (ext.any() or frag.any() or ah.any()):

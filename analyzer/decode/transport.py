@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analyzer.decode.fields import u8, u16, u32
+from analyzer.decode.fields import member, u8, u16, u32
 
 TCP, UDP, ICMP, ICMPV6, SCTP, UDPLITE = 6, 17, 1, 58, 132, 136
 PORTED = (TCP, UDP, SCTP, UDPLITE)
@@ -37,7 +37,7 @@ def decode_transport(
         pay_off=l4pos.copy(),
         pay_len=np.maximum(ipend - l4pos, 0),
     )
-    ported = np.isin(proto, PORTED) & first_fragment
+    ported = member(proto, PORTED) & first_fragment
     idx = np.flatnonzero(ported)
     if idx.size:
         p, e = l4pos[idx], ipend[idx]
@@ -55,7 +55,7 @@ def decode_transport(
         start = np.minimum(p + doff, e)
         t.pay_off[tcp] = start
         t.pay_len[tcp] = np.where(full, e - start, 0)
-    udp = np.flatnonzero(np.isin(proto, (UDP, UDPLITE)) & first_fragment)
+    udp = np.flatnonzero(member(proto, (UDP, UDPLITE)) & first_fragment)
     if udp.size:
         p, e = l4pos[udp], ipend[udp]
         ulen = u16(buf, p + 4)
@@ -67,7 +67,7 @@ def decode_transport(
     if sctp.size:
         t.pay_off[sctp] = l4pos[sctp] + 12
         t.pay_len[sctp] = np.maximum(ipend[sctp] - l4pos[sctp] - 12, 0)
-    icmp = np.flatnonzero(np.isin(proto, (ICMP, ICMPV6)) & first_fragment)
+    icmp = np.flatnonzero(member(proto, (ICMP, ICMPV6)) & first_fragment)
     if icmp.size:
         # ICMP type/code are kept in `flags` (low byte code, high byte type) for Community ID.
         p = l4pos[icmp]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.decode import reasons as R
-from analyzer.decode.fields import u8, u16
+from analyzer.decode.fields import member, u8, u16
 from analyzer.decode.link import ETH_IPV4, ETH_IPV6, PPP_IPV4, PPP_IPV6, version_to_ethertype
 from analyzer.decode.transport import UDP
 
@@ -32,7 +32,7 @@ def find_tunnels(
     inner_pos = np.zeros(n, np.int64)
     bit = np.zeros(n, np.int64)
 
-    ipip = first_fragment & np.isin(proto, (IPPROTO_IPIP, IPPROTO_IPV6)) & (l4pos < ipend)
+    ipip = first_fragment & member(proto, (IPPROTO_IPIP, IPPROTO_IPV6)) & (l4pos < ipend)
     inner_et[ipip] = np.where(proto[ipip] == IPPROTO_IPIP, ETH_IPV4, ETH_IPV6)
     inner_pos[ipip] = l4pos[ipip]
     bit[ipip] = R.ENCAP_IPIP

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.decode.fields import member
+
 KIND_NAMES: tuple[str, ...] = (
     "none",
     "other",
@@ -189,7 +191,7 @@ def _on(mask: np.ndarray, b: _Bytes, rule: Callable[..., Any]) -> Any:
 
 
 def _port_in(sport: np.ndarray, dport: np.ndarray, ports: tuple[int, ...]) -> np.ndarray:
-    return np.isin(sport, ports) | np.isin(dport, ports)
+    return member(sport, ports) | member(dport, ports)
 
 
 def _rtp_ok(b: _Bytes, plen: np.ndarray, rel: np.ndarray) -> np.ndarray:
@@ -235,11 +237,11 @@ def _zoom_sfu(b: _Bytes, plen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
         setup |= (b0 == t) & (plen >= min_len)
     data = (b0 == 0x05) & (plen >= 2)
     # Generation B: 8-byte header whose +7 is the direction (0x00 up, 0x04 down); else Generation A.
-    gen_b = (plen > 8) & np.isin(b.at(7), (0x00, 0x04))
+    gen_b = (plen > 8) & member(b.at(7), (0x00, 0x04))
     media = data & ((gen_b & _zoom_media_ok(b, plen, 8)) | _zoom_media_ok(b, plen, 1))
     t_b, t_a = b.at(8), b.at(1)
-    known_b = gen_b & np.isin(t_b, _Z_KNOWN)
-    t_rest = np.where(known_b, t_b, np.where(np.isin(t_a, _Z_KNOWN), t_a, -1))
+    known_b = gen_b & member(t_b, _Z_KNOWN)
+    t_rest = np.where(known_b, t_b, np.where(member(t_a, _Z_KNOWN), t_a, -1))
     probe = data & ~media & (t_rest == _Z_PROBE)
     control = setup | (data & ~media & ~probe)
     return media, probe, control
@@ -319,7 +321,7 @@ def payload_kinds(
     b0, b1 = b.at(0), b.at(1)
 
     dns_port = _port_in(sport, dport, DNS_PORTS)
-    sip_first = np.isin(b0, sorted({p[0] for p in SIP_PREFIXES}))
+    sip_first = member(b0, sorted({p[0] for p in SIP_PREFIXES}))
     sip = _on(has & sip_first, b, lambda x, n: _sip_text(x)) | _port_in(sport, dport, SIP_PORTS)
 
     # RFC 7983 / 9443 first-byte demultiplexing, with the extra checks each parser applies.
@@ -331,9 +333,9 @@ def payload_kinds(
     # The first record must fit: Zoom's P2P probe `15 01 00 00 00 00` reads as an alert of version
     # 0x0100, and only its length field (+11) gives it away (zoom_p2p.pcapng).
     rec_len = b.u16(11)
-    dtls = (plen >= 13) & np.isin(b.u16(1), DTLS_VERSIONS) & (rec_len >= 0) & (13 + rec_len <= plen)
-    dtls_hs = dtls & np.isin(b0, (20, 21, 22, 24, 26))
-    dtls_app = dtls & np.isin(b0, (23, 25))
+    dtls = (plen >= 13) & member(b.u16(1), DTLS_VERSIONS) & (rec_len >= 0) & (13 + rec_len <= plen)
+    dtls_hs = dtls & member(b0, (20, 21, 22, 24, 26))
+    dtls_app = dtls & member(b0, (23, 25))
     # RFC 9147 4: unified header 001CSLEE; only C=0, L=1 has a readable length; one record exactly.
     uni_hl = np.where((np.maximum(b0, 0) & 0x08) != 0, 5, 4)
     unified = (b0 >= 0) & ((b0 & 0xE0) == 0x20) & ((b0 & 0x10) == 0) & ((b0 & 0x04) != 0)
@@ -344,7 +346,7 @@ def payload_kinds(
     )
     zs_cand = udp & zoom_port & (b0 >= 0x01) & (b0 <= 0x05)
     zs_media, zs_probe, zs_control = _on(zs_cand, b, _zoom_sfu)
-    zp_cand = udp & np.isin(b0, (0x0F, 0x10, 0x0D, 0x1E, 0x21, 0x22, 0x23, 0x15, 0x1F))
+    zp_cand = udp & member(b0, (0x0F, 0x10, 0x0D, 0x1E, 0x21, 0x22, 0x23, 0x15, 0x1F))
     zp_media, zp_probe, zp_control = _on(zp_cand, b, _zoom_p2p)
     v2 = udp & (b0 >= 128) & (b0 <= 191)  # RFC 7983: RTP/RTCP range
     rtcp = _on(v2, b, lambda x, n: _rtcp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
@@ -377,7 +379,7 @@ def payload_kinds(
         (quic_short, QUIC_SHORT),
     ]
     # TLS record layer (RFC 8446 5.1): type 20-23, legacy version 0x03 0x00-0x04.
-    tls = np.isin(b0, (20, 21, 22, 23)) & (b1 == 3) & (b.at(2) >= 0) & (b.at(2) <= 4)
+    tls = member(b0, (20, 21, 22, 23)) & (b1 == 3) & (b.at(2) >= 0) & (b.at(2) <= 4)
     tcp_rules = [
         (_port_in(sport, dport, (53,)), DNS),  # DNS over TCP (RFC 7766)
         (tls & (b0 == 23), TLS_APPDATA),
