@@ -25,8 +25,18 @@ from analyzer.batch import capture_task  # noqa: E402
 from analyzer.parallel import run_unordered  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "captures" / "real"
-SOURCES = ("zoom.pcap", "teams.pcap", "webex.pcap", "signal.pcap", "discord.pcap", "rtp.pcapng", "sip.pcap",
-           "stun.pcap", "zoom_p2p.pcapng", "telegram_videocall.pcapng")
+SOURCES = (
+    "zoom.pcap",
+    "teams.pcap",
+    "webex.pcap",
+    "signal.pcap",
+    "discord.pcap",
+    "rtp.pcapng",
+    "sip.pcap",
+    "stun.pcap",
+    "zoom_p2p.pcapng",
+    "telegram_videocall.pcapng",
+)
 
 
 def make_copies(n: int, where: Path) -> list[str]:
@@ -51,9 +61,14 @@ def run_many(paths: list[str], workers: int, scheduler=None) -> dict:
             continue
         rss[res["pid"]] = max(rss.get(res["pid"], 0), res["maxrss_kb"])
     dt = time.perf_counter() - t0
-    return {"captures": len(paths), "failed": failed, "seconds": round(dt, 2),
-            "captures_per_s": round(len(paths) / dt, 1), "worker_processes": len(rss),
-            "peak_rss_mb_per_worker": round(max(rss.values()) / 1024, 1) if rss else None}
+    return {
+        "captures": len(paths),
+        "failed": failed,
+        "seconds": round(dt, 2),
+        "captures_per_s": round(len(paths) / dt, 1),
+        "worker_processes": len(rss),
+        "peak_rss_mb_per_worker": round(max(rss.values()) / 1024, 1) if rss else None,
+    }
 
 
 def run_split(big: str) -> dict:
@@ -69,10 +84,18 @@ def run_split(big: str) -> dict:
     t_par = time.perf_counter() - t0
     rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     same = seq.flows.drop(columns="flow_key").equals(par.flows.drop(columns="flow_key"))
-    return {"file": big, "bytes": Path(big).stat().st_size, "packets": seq.info.frames, "flows": len(seq.flows),
-            "sequential_s": round(t_seq, 2), "split2_s": round(t_par, 2), "speedup": round(t_seq / t_par, 2),
-            "flows_equal": bool(same), "peak_rss_mb_sequential_process": round(rss_seq / 1024, 1),
-            "peak_rss_mb_split_worker": round(rss_children / 1024, 1)}
+    return {
+        "file": big,
+        "bytes": Path(big).stat().st_size,
+        "packets": seq.info.frames,
+        "flows": len(seq.flows),
+        "sequential_s": round(t_seq, 2),
+        "split2_s": round(t_par, 2),
+        "speedup": round(t_seq / t_par, 2),
+        "flows_equal": bool(same),
+        "peak_rss_mb_sequential_process": round(rss_seq / 1024, 1),
+        "peak_rss_mb_split_worker": round(rss_children / 1024, 1),
+    }
 
 
 def main() -> int:

@@ -47,7 +47,7 @@ BLOCK_GAP_US = 1000
 # 2019 call and 81 GTP-U frames from 2023 (a 3.3-year gap) and zoom_p2p.pcapng pauses up to 30 s.
 # Shortened, the merged block spans 117 s (webex.pcap's length), so a flow that recurs in every
 # block is never idle for 120 s, the usual idle timeout (NFStream, nDPI): the output reads as one
-# long session with 226-ish long flows, as in the original recipe, not as thousands of re-opened ones.
+# long session of ~235 long flows, as in the original recipe, not as thousands of re-opened ones.
 MAX_GAP_US = 10 * 1_000_000
 CLAMPED_GAP_US = 1_000_000
 

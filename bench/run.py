@@ -296,6 +296,13 @@ def markdown_table(rows: list[dict], ref: str) -> str:
 def tool_versions() -> dict[str, str]:
     """Best-effort versions of the peers, for the JSON record."""
     out: dict[str, str] = {"python": platform.python_version()}
+    # Which confscope was measured: the repository's HEAD, "+dirty" with uncommitted changes.
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        repo = str(BENCH_DIR.parent)
+        head = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "analyzer"], capture_output=True)
+        if head.returncode == 0:
+            out["confscope"] = head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     probes = {
         "tshark": ["tshark", "--version"],
         "ndpiReader": ["ndpiReader", "-h"],
@@ -392,16 +399,17 @@ def scale(args: argparse.Namespace) -> dict:
                 row["rss_vs_smallest"] = row["peak_rss_mib"] / base
             rows.append(row)
     lines = [
-        "| command | packets | wall, median | pkt/s | peak RSS | RSS vs smallest |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| command | packets | wall, median | pkt/s | CPU | peak RSS | RSS vs smallest |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         if "runs" not in r:
-            lines.append(f"| `{display(r['command'])}` | {r['packets']:,} | failed: {r['error']} | | | |")
+            lines.append(f"| `{display(r['command'])}` | {r['packets']:,} | failed: {r['error']} | | | | |")
             continue
         lines.append(
             f"| `{display(r['command'])}` | {r['packets']:,} | {r['wall_median_s']:.3f} s | "
-            f"{_fmt_rate(r['pkts_per_s'])} | {r['peak_rss_mib']:.0f} MiB | {r['rss_vs_smallest']:.2f} |"
+            f"{_fmt_rate(r['pkts_per_s'])} | {r['cpu_median_s']:.2f} s | {r['peak_rss_mib']:.0f} MiB | "
+            f"{r['rss_vs_smallest']:.2f} |"
         )
     table = "\n".join(lines)
     print(f"\nscale: {args.repeat} rounds per size after one warm-up\n")
@@ -412,6 +420,7 @@ def scale(args: argparse.Namespace) -> dict:
         "repeat": args.repeat,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpus": os.cpu_count(),
+        "versions": tool_versions(),
         "rows": rows,
         "table_md": table,
     }
