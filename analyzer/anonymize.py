@@ -41,13 +41,17 @@ KDF_ITERATIONS = 200_000
 KDF_SALT = b"confscope/anonymize/v1"
 REDACTED = "REDACTED"
 
-# One pass over MAC | IPv6 | IPv4 candidates, so a replaced span is never matched again (the IPv4
-# tail of a mapped "::ffff:a.b.c.d" must not be mapped twice). ipaddress decides what is real.
-_ADDR_RE = re.compile(
+# One pass over known | MAC | IPv6 | IPv4 candidates, so a replaced span is never matched again
+# (the IPv4 tail of a mapped "::ffff:a.b.c.d" must not be mapped twice); ipaddress decides what
+# is real. An IPv6 candidate may follow "word:" ("public-ip:2001:db8::1") if that word does not
+# end in a hex digit, which would make the colon part of the address.
+_GENERIC_ADDR = (
     r"(?P<mac>(?<![\w:-])[0-9A-Fa-f]{2}(?P<sep>[:-])(?:[0-9A-Fa-f]{2}(?P=sep)){4}[0-9A-Fa-f]{2}(?![\w:-]))"
-    r"|(?P<v6>(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?::\d{1,3}(?:\.\d{1,3}){3})?(?!\w|:\w|\.\w))"
+    r"|(?P<v6>(?:(?<![\w:.])|(?<=[G-Zg-z_]:))[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
+    r"(?::\d{1,3}(?:\.\d{1,3}){3})?(?!\w|:\w|\.\w))"
     r"|(?P<v4>(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d))"
 )
+_ADDR_RE = re.compile(_GENERIC_ADDR)
 # SDES key-params (RFC 4568 "inline:<key>") and MIKEY payloads (RFC 4567 "mikey <base64>").
 _KEY_MATERIAL_RE = re.compile(r"(?i)(inline:|key-mgmt:\s*mikey\s+)(?!REDACTED)[^\s|;\"',\]]+")
 _PORTED_TRANSPORTS = {"tcp": 6, "udp": 17, "sctp": 132}
@@ -184,12 +188,23 @@ def _is_well_known(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 class _Scrubber:
     """Applies one consistent mapping to every string of a report or table."""
 
-    def __init__(self, anon: PrefixPreservingAnonymizer, keep: set[str], passphrase: str | None) -> None:
+    def __init__(
+        self, anon: PrefixPreservingAnonymizer, keep: set[str], passphrase: str | None, known: Iterable[str] = ()
+    ) -> None:
         self.anon = anon
         self.keep = keep
         self.passphrase = passphrase if passphrase and len(passphrase) >= 4 else None
         self.user_parts: dict[str, str] = {}
         self._user_re: re.Pattern[str] | None = None
+        # Addresses known to be the user's are also matched literally, with looser boundaries than
+        # the generic patterns, so odd embeddings ("ip:2001:db8::1:443") cannot hide them.
+        lits = sorted({k for k in known if k not in keep}, key=len, reverse=True)
+        known_alt = (
+            "(?P<known>(?<![0-9A-Za-z.])(?:" + "|".join(re.escape(k) for k in lits) + r")(?![0-9A-Za-z]|\.\d))|"
+            if lits
+            else ""
+        )
+        self._addr_re = re.compile(known_alt + _GENERIC_ADDR) if lits else _ADDR_RE
 
     def learn_usernames(self, names: Iterable[str]) -> None:
         for name in names:
@@ -210,6 +225,8 @@ class _Scrubber:
         return self.anon.anonymize_ip(canon)
 
     def _addr_match(self, m: re.Match[str]) -> str:
+        if m.lastgroup == "known":
+            return self.ip(m.group("known"))
         if m.group("mac"):
             return self.anon.anonymize_mac(m.group("mac"), m.group("sep"))
         return self.ip(m.group(0))
@@ -222,7 +239,7 @@ class _Scrubber:
             if whole is not s:
                 return whole
             s = _KEY_MATERIAL_RE.sub(lambda m: m.group(1) + REDACTED, s)
-            s = _ADDR_RE.sub(self._addr_match, s)
+            s = self._addr_re.sub(self._addr_match, s)
         if self._user_re is not None:
             s = self._user_re.sub(lambda m: self.user_parts[m.group(0)], s)
         return s
@@ -295,19 +312,23 @@ def _is_pair(v: Any) -> bool:
     return isinstance(v, tuple | list) and len(v) == 2 and isinstance(v[0], str) and not isinstance(v[1], str)
 
 
-def _keep_set(session_flows: pd.DataFrame, report: dict[str, Any], anonymize_servers: bool) -> set[str]:
+def _keep_set(flows: pd.DataFrame, report: dict[str, Any], anonymize_servers: bool) -> set[str]:
+    """Public remote endpoints, kept as they are. An address that is ever the capturing side is
+    private to the user, even if it is also the remote end of some flow (a LAN peer)."""
     if anonymize_servers:
         return set()
-    local, remote = _endpoints(session_flows)
+    _local, remote = _endpoints(flows)
+    return remote - _known_private(flows, report)
+
+
+def _known_private(flows: pd.DataFrame, report: dict[str, Any]) -> set[str]:
+    """Every address known to be the capturing side's, in canonical text (well-known ones left out)."""
+    local, _remote = _endpoints(flows)
+    local |= _reflexive(flows)
     vantage = report.get("vantage") or {}
     for key in ("local_ips", "public_ips"):
-        for ip in vantage.get(key) or []:
-            canon = _canonical(str(ip))
-            if canon:
-                local.add(canon)
-    # An address that is ever the capturing side is private to the user, even if it is also the
-    # remote end of some LAN flow.
-    return remote - local - _reflexive(session_flows)
+        local |= {c for c in (_canonical(str(ip)) for ip in vantage.get(key) or []) if c}
+    return {ip for ip in local if not _is_well_known(ipaddress.ip_address(ip))}
 
 
 def _map_frame(df: pd.DataFrame, scrub: _Scrubber) -> pd.DataFrame:
@@ -379,7 +400,7 @@ def anonymize_session(session: Any, key: str | bytes, *, anonymize_servers: bool
     passphrase = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     anon = PrefixPreservingAnonymizer(key)
     keep = _keep_set(session.flows, session.report, anonymize_servers)
-    scrub = _Scrubber(anon, keep, passphrase)
+    scrub = _Scrubber(anon, keep, passphrase, known=_known_private(session.flows, session.report))
     scrub.learn_usernames(_usernames(session.flows))
 
     flows = _map_frame(session.flows, scrub)

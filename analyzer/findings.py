@@ -158,7 +158,9 @@ def geo_findings(flows: pd.DataFrame) -> list[dict[str, Any]]:
 
 def capture_findings(capture: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
-    if capture.get("truncated"):
+    skipped = capture.get("skipped_by_reason") or {}
+    damaged = sum(skipped.get(k, 0) for k in ("corrupt_record", "bad_record_length", "bad_interface_id"))
+    if capture.get("truncated") or damaged:
         out.append(
             finding(
                 "TRUNCATED_CAPTURE",
@@ -167,7 +169,6 @@ def capture_findings(capture: dict[str, Any]) -> list[dict[str, Any]]:
                 "Reading stopped early or skipped damaged records: " + "; ".join(capture.get("warnings", [])[:3]),
             )
         )
-    skipped = capture.get("skipped_by_reason") or {}
     notable = {k: v for k, v in skipped.items() if k != "non_ip"}
     if notable:
         out.append(

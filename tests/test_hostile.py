@@ -316,12 +316,18 @@ def assert_html_inert(html: str, allowed_hrefs: tuple[str, ...] = ("https://db-i
 def test_html_is_inert(hostile_run: dict) -> None:
     for path in _report_files(hostile_run, "report.html"):
         html = path.read_text(encoding="utf-8")
-        assert "\x1b" not in html and "\x00" not in html and "\u202e" not in html
+        assert "\x00" not in html
         assert_html_inert(html)
         # The embedded JSON must parse as JSON and cannot close its <script>.
         data = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S)
         assert data and "</" not in data.group(1) and "<!--" not in data.group(1)
         json.loads(data.group(1))
+
+
+def test_html_has_no_control_or_bidi_characters(hostile_run: dict) -> None:
+    for path in _report_files(hostile_run, "report.html"):
+        text = path.read_text(encoding="utf-8")
+        assert not _TERMINAL_BAD.search(text), (path.parent.name[:20], repr(_TERMINAL_BAD.search(text)))
 
 
 def test_markdown_is_inert(hostile_run: dict) -> None:
@@ -341,6 +347,23 @@ def test_markdown_is_inert(hostile_run: dict) -> None:
                 assert not k.lower().startswith("on"), (tag, k)
                 if k in ("href", "src"):
                     assert (v or "").startswith(("https://", "#")) and "evil" not in (v or ""), (tag, k, v)
+
+
+def test_checkers_catch_injected_markup(hostile_run: dict) -> None:
+    """The inertness checks above are not vacuous: each injection below makes them fail."""
+    html = (hostile_run["dirs"][0] / "report.html").read_text(encoding="utf-8")
+    assert_html_inert(html)
+    for evil in (
+        "<img src=x onerror=alert(1)>",
+        "<script>alert(1)</script>",
+        '<a href="javascript:alert(1)">x</a>',
+        '<a href="https://evil.example/">x</a>',
+        "<svg onload=alert(1)></svg>",
+    ):
+        with pytest.raises(AssertionError):
+            assert_html_inert(html.replace("</body>", evil + "</body>"))
+    md = (hostile_run["dirs"][0] / "report.md").read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert\\(1\\)" in md  # the hostile text is in there, escaped
 
 
 def _looks_numeric(cell: str) -> bool:

@@ -102,11 +102,6 @@ def test_the_fuzzed_capture_is_read_with_warnings_and_findings():
     assert "UNDECODED_PACKETS" in codes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: corrupt records skipped by resynchronisation leave capture.truncated False, so "
-    "TRUNCATED_CAPTURE ('truncated or damaged') is not reported for the fuzzed capture",
-)
 def test_the_fuzzed_capture_is_reported_as_damaged():
     codes = {f["code"] for f in analysed(FUZZ).report["findings"]}
     assert "TRUNCATED_CAPTURE" in codes

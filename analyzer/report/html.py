@@ -18,7 +18,7 @@ import pandas as pd
 
 from analyzer.report import common
 from analyzer.report.jsonout import order_report
-from analyzer.report.sanitize import human_bytes, json_for_script, text, to_plain
+from analyzer.report.sanitize import human_bytes, json_for_script, strip_terminal, text, to_plain
 from analyzer.report.svgcharts import country_role_bars, flow_timeline, legend
 from analyzer.report.worldmap import world_map
 
@@ -78,7 +78,9 @@ rows.forEach(function(r){body.appendChild(r);});});});
 
 
 def _e(value: Any) -> str:
-    return escape(text(value), quote=True)
+    # Control and bidi characters would let a captured string disguise itself (U+202E flips the
+    # text that follows), so they go before escaping, as in the terminal summary.
+    return escape(strip_terminal(value), quote=True)
 
 
 def _num_cell(value: Any, shown: str | None = None) -> str:

@@ -135,16 +135,16 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
+_SCRIPT_UNSAFE = re.compile("[\u007f-\u009f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
 def json_for_script(value: Any) -> str:
     """JSON safe to embed inside <script>: no `</script>`, `<!--`, entity or line-separator tricks."""
     s = json.dumps(to_plain(value), ensure_ascii=False, allow_nan=False, sort_keys=True)
-    return (
-        s.replace("&", "\\u0026")
-        .replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-    )
+    s = s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+    # Line separators break old JS parsers; bidi and C1 controls would reorder the page source
+    # for anyone reading it. All stay valid JSON as backslash-u escapes.
+    return _SCRIPT_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
 
 
 def human_bytes(n: Any) -> str:
