@@ -23,9 +23,9 @@ from analyzer import __version__
 from analyzer.dataset import Dataset, build_dataset, session_summary
 from analyzer.errors import ConfscopeError, OptionError
 from analyzer.parallel import default_workers, run_unordered
+from analyzer.session import SESSION_OPTIONS, prepare_options
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".dmp")
-SESSION_OPTIONS = ("geoip", "allow", "region", "policy", "vantage")
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "confscope.batch-manifest/1"
 FLOWS_DATASET = "flows"
@@ -67,35 +67,44 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list[
 
 
 def validate_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Check session options before any work starts; returns them with defaults filled in."""
+    """Check session options before any work starts; returns them with defaults filled in (the
+    anonymisation key resolved from env:/file: forms, so workers need not see the environment)."""
     unknown = sorted(set(options) - set(SESSION_OPTIONS))
     if unknown:
         raise OptionError(f"unknown option(s): {', '.join(unknown)}; expected one of {', '.join(SESSION_OPTIONS)}")
-    from analyzer.geo.vantage import parse_vantage
-    from analyzer.policy import build_policy
-
     opts = {k: options.get(k) for k in SESSION_OPTIONS}
     geoip = opts["geoip"] or []
     opts["geoip"] = [geoip] if isinstance(geoip, str | os.PathLike) else [os.fspath(g) for g in geoip]
-    for g in opts["geoip"]:
-        if not Path(g).is_file():
-            raise OptionError(f"geoip {g}: no such file")
-    build_policy(opts["allow"], opts["region"], opts["policy"])
-    if opts["vantage"]:
-        parse_vantage(opts["vantage"])
+    if opts["anonymize"]:
+        from analyzer.anonymize import resolve_key
+
+        try:
+            opts["anonymize"] = resolve_key(opts["anonymize"])
+        except ValueError as exc:
+            raise OptionError(f"anonymize: {exc}") from None
+    opts["anonymize_servers"] = bool(opts["anonymize_servers"])
+    prepare_options(**opts)
     return opts
 
 
 def options_hash(options: dict[str, Any], formats: Iterable[str] = ()) -> str:
     """What makes two runs on the same capture give the same report: the tool version, the
     options and the contents (not names) of the files they name."""
+
     def content(path: Any) -> str | None:
         return _file_sha256(path) if path and Path(path).is_file() else None
 
     key = {
         "version": __version__,
-        "allow": options.get("allow"), "region": options.get("region"), "vantage": options.get("vantage"),
+        "allow": options.get("allow"),
+        "region": options.get("region"),
+        "vantage": options.get("vantage"),
         "policy": content(options.get("policy")),
+        # Another key gives other pseudonyms: the key counts, through a one-way hash only.
+        "anonymize": hashlib.sha256(str(options.get("anonymize")).encode()).hexdigest()
+        if options.get("anonymize")
+        else None,
+        "anonymize_servers": bool(options.get("anonymize_servers")),
         "geoip": [content(g) for g in options.get("geoip") or []],
         "formats": sorted(formats),
     }
@@ -135,16 +144,22 @@ def capture_task(spec: dict[str, Any]) -> dict[str, Any]:
                 write_parquet(flows, part / "part-0.parquet")
         if spec.get("tables"):
             result["report"] = report
-            result["tables"] = {"flows": flows, "countries": session.countries, "key_exchange": session.key_exchange,
-                                "media": session.media, "findings": session.findings}
+            result["tables"] = {
+                "flows": flows,
+                "countries": session.countries,
+                "key_exchange": session.key_exchange,
+                "media": session.media,
+                "findings": session.findings,
+            }
     except ConfscopeError as exc:
         result["error"] = _one_line(exc)
     except MemoryError:
         result["error"] = "out of memory"
     except Exception as exc:  # a bug must not stop the batch: keep the place it happened
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        result["error"] = _one_line(f"internal error {type(exc).__name__}: {exc} "
-                                    f"({Path(where.filename).name}:{where.lineno})")
+        result["error"] = _one_line(
+            f"internal error {type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"
+        )
     result["seconds"] = time.perf_counter() - t0
     result["pid"] = os.getpid()
     result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -187,8 +202,12 @@ def capture_names(paths: list[str], reserved: dict[str, str] | None = None) -> l
     return names
 
 
-def analyze_many(paths: str | os.PathLike | Iterable[str | os.PathLike], workers: int | None = None,
-                 scheduler: Any = None, **options: Any) -> Dataset:
+def analyze_many(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    workers: int | None = None,
+    scheduler: Any = None,
+    **options: Any,
+) -> Dataset:
     """Analyse many captures in parallel into one Dataset.
 
     `paths`: files, directories (searched recursively) or glob patterns. `workers`: local
@@ -211,8 +230,9 @@ def analyze_many(paths: str | os.PathLike | Iterable[str | os.PathLike], workers
     names = capture_names(found)
     specs = [{"capture": n, "path": p, "options": opts, "tables": True} for n, p in zip(names, found, strict=True)]
     results: list[dict[str, Any] | None] = [None] * len(specs)
-    for i, res, err in run_unordered(capture_task, [(s,) for s in specs], workers=workers or default_workers(),
-                                     scheduler=scheduler):
+    for i, res, err in run_unordered(
+        capture_task, [(s,) for s in specs], workers=workers or default_workers(), scheduler=scheduler
+    ):
         results[i] = res if err is None else {"capture": names[i], "path": found[i], "error": _one_line(err)}
     done = [r for r in results if r is not None]
     done += [{"capture": Path(u).name, "path": u, "error": "no such file (or no capture matches)"} for u in unmatched]
@@ -221,13 +241,17 @@ def analyze_many(paths: str | os.PathLike | Iterable[str | os.PathLike], workers
 
 # ---- confscope batch ---------------------------------------------------------------------------
 
+
 def load_manifest(out: Path) -> dict[str, Any]:
     try:
         data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {"schema": MANIFEST_SCHEMA, "captures": {}}
-    if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA or not isinstance(
-            data.get("captures"), dict):
+    if (
+        not isinstance(data, dict)
+        or data.get("schema") != MANIFEST_SCHEMA
+        or not isinstance(data.get("captures"), dict)
+    ):
         return {"schema": MANIFEST_SCHEMA, "captures": {}}
     return data
 
@@ -269,25 +293,41 @@ def run_batch_cli(args: Any) -> int:
         if not args.force and isinstance(entry, dict) and _same_done(entry, sha, ohash, out / name):
             results.append({**entry, "capture": name, "skipped": True})
             continue
-        split = workers if (len(groups) == 1 and args.scheduler is None and len(group) == 1
-                            and _splittable(group[0])) else 1
-        spec = {"capture": name, "path": key, "options": opts, "out_dir": str(out / name), "formats": formats,
-                "flows_dir": str(out / FLOWS_DATASET / f"capture={name}"),
-                "split_workers": split if len(group) == 1 else workers}
+        split = (
+            workers
+            if (len(groups) == 1 and args.scheduler is None and len(group) == 1 and _splittable(group[0]))
+            else 1
+        )
+        spec = {
+            "capture": name,
+            "path": key,
+            "options": opts,
+            "out_dir": str(out / name),
+            "formats": formats,
+            "flows_dir": str(out / FLOWS_DATASET / f"capture={name}"),
+            "split_workers": split if len(group) == 1 else workers,
+        }
         if len(group) > 1:
             spec["paths"] = group
         todo.append((spec, sha))
     ran = _run_with_progress(todo, workers, args.scheduler, getattr(args, "progress", "auto"), out, manifest, ohash)
     results += ran
-    results += [{"capture": Path(u).name, "path": u, "error": "no such file (or no capture matches)"}
-                for u in unmatched]
+    results += [
+        {"capture": Path(u).name, "path": u, "error": "no such file (or no capture matches)"} for u in unmatched
+    ]
     return _finish(out, results, opts, formats)
 
 
 def _same_done(entry: dict[str, Any], sha: str | None, ohash: str, report_dir: Path) -> bool:
     """Resumable: the same bytes under the same options already have a report."""
-    return bool(sha and entry.get("sha256") == sha and entry.get("options_hash") == ohash and not entry.get("error")
-                and entry.get("summary") and (report_dir / "report.json").is_file())
+    return bool(
+        sha
+        and entry.get("sha256") == sha
+        and entry.get("options_hash") == ohash
+        and not entry.get("error")
+        and entry.get("summary")
+        and (report_dir / "report.json").is_file()
+    )
 
 
 def _group_key(group: list[str]) -> str:
@@ -312,8 +352,15 @@ def _splittable(path: str) -> bool:
         return False
 
 
-def _run_with_progress(todo: list[tuple[dict[str, Any], str | None]], workers: int, scheduler: Any, mode: str,
-                       out: Path, manifest: dict[str, Any], ohash: str) -> list[dict[str, Any]]:
+def _run_with_progress(
+    todo: list[tuple[dict[str, Any], str | None]],
+    workers: int,
+    scheduler: Any,
+    mode: str,
+    out: Path,
+    manifest: dict[str, Any],
+    ohash: str,
+) -> list[dict[str, Any]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     show = mode == "always" or (mode == "auto" and sys.stderr.isatty())
@@ -322,16 +369,30 @@ def _run_with_progress(todo: list[tuple[dict[str, Any], str | None]], workers: i
         return results
     # A lone split capture already uses the workers inside its task.
     pool_workers = 1 if len(todo) == 1 else workers
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True, disable=not show) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=not show,
+    ) as bar:
         task = bar.add_task("captures", total=len(todo))
-        for i, res, err in run_unordered(capture_task, [(s,) for s, _ in todo], workers=pool_workers,
-                                         scheduler=scheduler):
+        for i, res, err in run_unordered(
+            capture_task, [(s,) for s, _ in todo], workers=pool_workers, scheduler=scheduler
+        ):
             spec, sha = todo[i]
             if err is not None:
                 res = {"capture": spec["capture"], "path": spec["path"], "error": _one_line(err)}
-            entry = {"path": spec["path"], "sha256": sha, "options_hash": ohash, "error": res.get("error"),
-                     "summary": res.get("summary"), "seconds": res.get("seconds"), "files": spec.get("paths")}
+            entry = {
+                "path": spec["path"],
+                "sha256": sha,
+                "options_hash": ohash,
+                "error": res.get("error"),
+                "summary": res.get("summary"),
+                "seconds": res.get("seconds"),
+                "files": spec.get("paths"),
+            }
             if entry["error"]:
                 shutil.rmtree(spec["flows_dir"], ignore_errors=True)
             manifest["captures"][spec["capture"]] = entry
@@ -345,8 +406,11 @@ def _finish(out: Path, results: list[dict[str, Any]], opts: dict[str, Any], form
     from analyzer.batch_report import write_summary
     from analyzer.dataset import cross_summary
 
-    sessions = [{"capture": r["capture"], "path": r["path"], "skipped": bool(r.get("skipped")), **(r["summary"] or {})}
-                for r in results if not r.get("error") and r.get("summary")]
+    sessions = [
+        {"capture": r["capture"], "path": r["path"], "skipped": bool(r.get("skipped")), **(r["summary"] or {})}
+        for r in results
+        if not r.get("error") and r.get("summary")
+    ]
     failures = [{"capture": r["capture"], "path": r["path"], "error": r["error"]} for r in results if r.get("error")]
     summary = cross_summary(sessions, failures, {k: v for k, v in opts.items() if v})
     write_summary(summary, out)
@@ -375,6 +439,8 @@ def read_flows_dataset(out: str | os.PathLike) -> Any:
         df["capture"] = df["capture"].astype(str)
         return df
     except (pa.ArrowException, FileNotFoundError):
-        parts = [pq.read_table(f).to_pandas().assign(capture=f.parent.name.split("=", 1)[1])
-                 for f in sorted(root.glob("capture=*/*.parquet"))]
+        parts = [
+            pq.read_table(f).to_pandas().assign(capture=f.parent.name.split("=", 1)[1])
+            for f in sorted(root.glob("capture=*/*.parquet"))
+        ]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["capture"])

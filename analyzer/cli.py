@@ -29,15 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"confscope {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # --debug is accepted after the subcommand too (`confscope analyze x --debug`).
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    a = sub.add_parser("analyze", help="analyse captures and write reports")
+    a = sub.add_parser("analyze", parents=[common], help="analyse captures and write reports")
     a.add_argument("captures", nargs="+", metavar="CAPTURE")
     a.add_argument("-o", "--output", default="reports", metavar="DIR")
     a.add_argument("--format", default="json,md,html,csv,parquet", help="comma-separated: json,md,html,csv,parquet")
     _add_geo_policy_options(a)
     _add_progress_option(a)
 
-    f = sub.add_parser("flows", help="print or write the flow table of one capture")
+    f = sub.add_parser("flows", parents=[common], help="print or write the flow table of one capture")
     f.add_argument("capture", metavar="CAPTURE")
     f.add_argument("--format", default="csv", choices=("csv", "json", "parquet"))
     f.add_argument("-o", "--output", default="-", metavar="FILE", help="default: standard output (csv, json)")
@@ -45,12 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-dissect", action="store_true", help="5-tuple flows only: skip dissection and apps")
     _add_progress_option(f)
 
-    g = sub.add_parser("geo", help="geolocate addresses")
+    g = sub.add_parser("geo", parents=[common], help="geolocate addresses")
     g.add_argument("ips", nargs="+", metavar="IP")
     g.add_argument("--format", default="table", choices=("table", "json", "csv"))
     g.add_argument("--geoip", action="append", default=[], metavar="DB.mmdb")
 
-    b = sub.add_parser("batch", help="analyse many captures (local processes or a Dask cluster)")
+    b = sub.add_parser("batch", parents=[common], help="analyse many captures (local processes or a Dask cluster)")
     b.add_argument("inputs", nargs="+", metavar="DIR|GLOB|FILE")
     b.add_argument("-o", "--output", required=True, metavar="DIR")
     b.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -60,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--format", default="json,md,html,csv,parquet")
     _add_geo_policy_options(b)
 
-    v = sub.add_parser("verify", help="compare the native engine with tshark on one capture")
+    v = sub.add_parser("verify", parents=[common], help="compare the native engine with tshark on one capture")
     v.add_argument("capture", metavar="CAPTURE")
 
-    d = sub.add_parser("demo", help="write the Citizen-Lab-like demo capture and analyse it")
+    d = sub.add_parser("demo", parents=[common], help="write the Citizen-Lab-like demo capture and analyse it")
     d.add_argument("-o", "--output", default="reports", metavar="DIR")
     d.add_argument("--capture", default=None, metavar="FILE", help="where to write the demo capture")
     d.add_argument("--format", default="json,md,html,csv,parquet")
@@ -79,6 +82,13 @@ def _add_geo_policy_options(p: argparse.ArgumentParser) -> None:
     grp.add_argument("--region", metavar="NAME", help="a named region, e.g. north-america, eu")
     grp.add_argument("--policy", metavar="FILE.toml", help="allowed countries per role")
     p.add_argument("--vantage", metavar="CC|LAT,LON", help="where the capture was taken")
+    p.add_argument(
+        "--anonymize",
+        metavar="KEY",
+        help="pseudonymise local/client addresses, STUN usernames and MACs (keyed, prefix-preserving, "
+        "after geolocation); KEY may also be env:NAME or file:PATH",
+    )
+    p.add_argument("--anonymize-servers", action="store_true", help="with --anonymize: servers too")
 
 
 def _add_progress_option(p: argparse.ArgumentParser) -> None:

@@ -34,7 +34,7 @@ def client_hello(sni: str, seed: int) -> bytes:
     rnd = random.Random(seed)
     host = sni.encode()
     sni_ext = struct.pack("!HHHBH", 0, len(host) + 5, len(host) + 3, 0, len(host)) + host
-    groups = struct.pack("!HHH", 10, 4, 2) + struct.pack("!HH", 0x001D, 0x0017)
+    groups = struct.pack("!HHH", 10, 6, 4) + struct.pack("!HH", 0x001D, 0x0017)
     exts = sni_ext + groups + struct.pack("!HHB", 11, 2, 1) + b"\x00" + struct.pack("!HH", 0xFF01, 1) + b"\x00"
     ciphers = struct.pack("!HHHH", 6, 0xC02B, 0xC02F, 0x009C)
     body = b"\x03\x03" + bytes(rnd.getrandbits(8) for _ in range(32)) + b"\x00" + ciphers + b"\x01\x00"

@@ -17,9 +17,7 @@ from analyzer.errors import OptionError
 from analyzer.parallel import run_ordered
 from analyzer.partscan import PartScan, combine_parts, merge_infos, scan_part
 from analyzer.scan import ScanResult
-from analyzer.session import Session, build_session
-
-SESSION_OPTIONS = frozenset({"geoip", "allow", "region", "policy", "vantage"})
+from analyzer.session import SESSION_OPTIONS, Session
 
 
 def scan_file(path: str) -> PartScan:
@@ -44,8 +42,9 @@ def _scan_ordered(names: list[str], workers: int, executor: Any) -> tuple[ScanRe
     if not names:
         raise OptionError("no capture files to merge")
     parts = run_ordered(scan_file, [(p,) for p in names], workers, executor)
-    order = sorted(range(len(parts)), key=lambda i: (parts[i].info.first_ts_ns is None,
-                                                      parts[i].info.first_ts_ns or 0, i))
+    order = sorted(
+        range(len(parts)), key=lambda i: (parts[i].info.first_ts_ns is None, parts[i].info.first_ts_ns or 0, i)
+    )
     parts = [parts[i] for i in order]
     size = sum(p.info.file_bytes for p in parts)
     info = merge_infos([p.info for p in parts], names[order[0]], size)
@@ -54,31 +53,16 @@ def _scan_ordered(names: list[str], workers: int, executor: Any) -> tuple[ScanRe
     return combine_parts(parts, info), [names[i] for i in order]
 
 
-def session_from_scan(scan: ScanResult, source: Any, *, geoip: Iterable[str] = (), allow: Any = None,
-                      region: str | None = None, policy: Any = None, vantage: str | None = None) -> Session:
+def session_from_scan(scan: ScanResult, source: Any, **options: Any) -> Session:
     """The Session for a ScanResult obtained some other way than `session.analyze`."""
-    from analyzer.geo.resolver import GeoResolver
-    from analyzer.geo.vantage import parse_vantage
-    from analyzer.policy import build_policy
+    from analyzer.session import session_from_scan as build
 
-    pol = build_policy(allow, region, policy)
-    stated = parse_vantage(vantage) if vantage else None
-    geoip = list(geoip)
-    for p in geoip:
-        if not Path(p).is_file():
-            raise OptionError(f"--geoip {p}: no such file")
-    resolver = GeoResolver(user_paths=geoip)
-    try:
-        return build_session(scan, source, resolver, pol, stated, options={
-            "geoip": [os.path.basename(p) for p in geoip], "allow": allow, "region": region,
-            "policy": os.path.basename(str(policy)) if policy else None, "vantage": vantage,
-        })
-    finally:
-        resolver.close()
+    return build(scan, source, **options)
 
 
-def analyze_files(paths: Iterable[str | os.PathLike], *, workers: int = 1, executor: Any = None,
-                  **options: Any) -> Session:
+def analyze_files(
+    paths: Iterable[str | os.PathLike], *, workers: int = 1, executor: Any = None, **options: Any
+) -> Session:
     """Analyse a rotated or split capture (several files) as one session.
 
     The report's capture gains `files` (name, sha256 per file, in time order) and its `sha256` is
@@ -107,7 +91,7 @@ def analyze_split(path: str | os.PathLike, *, workers: int = 2, executor: Any = 
 
 
 def _check_options(options: dict[str, Any]) -> None:
-    unknown = sorted(set(options) - SESSION_OPTIONS)
+    unknown = sorted(set(options) - set(SESSION_OPTIONS))
     if unknown:
         raise OptionError(f"unknown option(s): {', '.join(unknown)}; expected {', '.join(sorted(SESSION_OPTIONS))}")
 

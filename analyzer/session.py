@@ -123,19 +123,63 @@ class Session:
         return write_reports(self.report, self.flows, out_dir, formats)
 
 
-def analyze(
-    source: CaptureSource,
-    *,
-    geoip: Iterable[str] = (),
+SESSION_OPTIONS = ("geoip", "allow", "region", "policy", "vantage", "anonymize", "anonymize_servers")
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Validated analysis options (validated before any capture is read)."""
+
+    policy: Policy | None
+    vantage: Any
+    geoip: tuple[str, ...]
+    anonymize: str | bytes | None
+    anonymize_servers: bool
+    recorded: dict[str, Any]  # what the report's `options` shows (never the anonymisation key)
+
+
+def prepare_options(
+    geoip: Iterable[str] | str = (),
     allow: str | list[str] | None = None,
     region: str | None = None,
     policy: str | Path | None = None,
     vantage: str | None = None,
+    anonymize: str | bytes | None = None,
+    anonymize_servers: bool = False,
+) -> SessionOptions:
+    """Check every option up front; raise OptionError with a one-line reason."""
+    from analyzer.geo.vantage import parse_vantage
+
+    pol = build_policy(allow, region, policy)
+    stated = parse_vantage(vantage) if vantage else None
+    paths = [os.fspath(geoip)] if isinstance(geoip, str | os.PathLike) else [os.fspath(g) for g in geoip]
+    for p in paths:
+        if not Path(p).is_file():
+            raise OptionError(f"--geoip {p}: no such file")
+    recorded = {
+        "geoip": [os.path.basename(p) for p in paths],
+        "allow": allow,
+        "region": region,
+        "policy": os.path.basename(str(policy)) if policy else None,
+        "vantage": vantage,
+        "anonymized": bool(anonymize),
+    }
+    return SessionOptions(pol, stated, tuple(paths), anonymize, bool(anonymize_servers), recorded)
+
+
+def analyze(
+    source: CaptureSource,
+    *,
     progress: ProgressFn | None = None,
     name: str | None = None,
     resolver: Any = None,
+    **options: Any,
 ) -> Session:
     """Analyse one capture (path, bytes or binary file object).
+
+    Options: geoip (paths of MaxMind-format databases), allow ("CC,CC" or a list), region (a name
+    from analyzer/data/regions.toml), policy (a TOML file), vantage ("CC" or "LAT,LON"),
+    anonymize (a key: pseudonymise local addresses) and anonymize_servers.
 
     >>> from analyzer.demo import write_demo_capture
     >>> s = analyze(write_demo_capture("/tmp/confscope-doctest.pcap"), region="north-america")
@@ -144,39 +188,45 @@ def analyze(
     >>> s.exit_code
     1
     """
-    pol = build_policy(allow, region, policy)
-    from analyzer.geo.resolver import GeoResolver
-    from analyzer.geo.vantage import parse_vantage
+    opts = _options(options)
+    hasher = _HashInBackground(source)
+    scan = scan_capture(source, progress=progress, name=name)
+    return session_from_scan(scan, source, opts, sha256=hasher.result(), resolver=resolver)
 
-    stated_vantage = parse_vantage(vantage) if vantage else None
-    geoip = list(geoip)
-    for p in geoip:
-        if not Path(p).is_file():
-            raise OptionError(f"--geoip {p}: no such file")
+
+def _options(options: dict[str, Any]) -> SessionOptions:
+    unknown = sorted(set(options) - set(SESSION_OPTIONS))
+    if unknown:
+        raise OptionError(f"unknown option(s): {', '.join(unknown)}; expected {', '.join(SESSION_OPTIONS)}")
+    return prepare_options(**options)
+
+
+def session_from_scan(
+    scan: ScanResult,
+    source: CaptureSource,
+    opts: SessionOptions | None = None,
+    *,
+    sha256: str | None = None,
+    resolver: Any = None,
+    **options: Any,
+) -> Session:
+    """The Session of a ScanResult (from `scan_capture`, a split scan or several files)."""
+    from analyzer.geo.resolver import GeoResolver
+
+    opts = opts or _options(options)
     own_resolver = resolver is None
-    resolver = resolver or GeoResolver(user_paths=geoip)
+    resolver = resolver or GeoResolver(user_paths=opts.geoip)
     try:
-        hasher = _HashInBackground(source)
-        scan = scan_capture(source, progress=progress, name=name)
-        sha256 = hasher.result()
-        return build_session(
-            scan,
-            source,
-            resolver,
-            pol,
-            stated_vantage,
-            options={
-                "geoip": [os.path.basename(p) for p in geoip],
-                "allow": allow,
-                "region": region,
-                "policy": os.path.basename(str(policy)) if policy else None,
-                "vantage": vantage,
-            },
-            sha256=sha256,
-        )
+        session = build_session(scan, source, resolver, opts.policy, opts.vantage, opts.recorded, sha256=sha256)
     finally:
         if own_resolver:
             resolver.close()
+    if opts.anonymize:
+        # After geolocation, so that countries and ASNs stay those of the real addresses.
+        from analyzer.anonymize import anonymize_session
+
+        session = anonymize_session(session, opts.anonymize, anonymize_servers=opts.anonymize_servers)
+    return session
 
 
 def build_session(

@@ -135,9 +135,14 @@ def _parse_extensions(r: _Reader) -> list[tuple[int, bytes]]:
         return []
     block = _Reader(r.vec(2))
     exts: list[tuple[int, bytes]] = []
-    while block.left() >= 4:
-        etype = block.uint(2)
-        exts.append((etype, block.vec(2)))
+    # A malformed extension ends the list but keeps what came before it (often the SNI):
+    # one client's broken extension should not hide the name it asked for.
+    try:
+        while block.left() >= 4:
+            etype = block.uint(2)
+            exts.append((etype, block.vec(2)))
+    except _Short:
+        pass
     return exts
 
 

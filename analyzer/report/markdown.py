@@ -15,6 +15,14 @@ from analyzer.report.sanitize import human_bytes, md_escape, text, to_plain
 MAX_FLOW_ROWS = 200
 
 
+def _ident(value: Any) -> str:
+    """Identifiers (flow ids, ports, AS numbers) print without thousands separators."""
+    v = to_plain(value)
+    if isinstance(v, int | float) and not isinstance(v, bool) and float(v).is_integer():
+        return str(int(v))
+    return md_escape(v)
+
+
 def _num(value: Any) -> str:
     v = to_plain(value)
     if isinstance(v, bool):
@@ -43,9 +51,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: Sequenc
 def _summary(report: dict[str, Any]) -> list[str]:
     cap = report.get("capture") or {}
     vantage = report.get("vantage") or {}
-    apps = ", ".join(
-        f"{md_escape(a.get('app'))} ({human_bytes(a.get('bytes'))})" for a in report.get("apps") or []
-    )
+    apps = ", ".join(f"{md_escape(a.get('app'))} ({human_bytes(a.get('bytes'))})" for a in report.get("apps") or [])
     countries = [str(c.get("country")) for c in report.get("countries") or []]
     kx_countries = sorted({text(k.get("country")) for k in report.get("key_exchange") or []} - {""})
     lines = [
@@ -69,9 +75,7 @@ def _summary(report: dict[str, Any]) -> list[str]:
     if allowed is None:
         lines.append("- **Policy:** none given")
     else:
-        lines.append(
-            f"- **Policy:** allowed {_list(allowed) or 'nothing'}; **{n_viol} violation(s)**"
-        )
+        lines.append(f"- **Policy:** allowed {_list(allowed) or 'nothing'}; **{n_viol} violation(s)**")
     return [*lines, ""]
 
 
@@ -120,13 +124,13 @@ def _key_exchange(report: dict[str, Any]) -> list[str]:
         return ["No key-exchange flows seen.", ""]
     rows = [
         (
-            _num(k.get("flow_id")),
+            _ident(k.get("flow_id")),
             md_escape(k.get("app")),
             md_escape(k.get("protocol")),
-            f"{md_escape(k.get('server_ip'))}:{_num(k.get('server_port'))}",
+            f"{md_escape(k.get('server_ip'))}:{_ident(k.get('server_port'))}",
             md_escape(k.get("hostname")),
             md_escape(k.get("country")),
-            f"AS{_num(k.get('asn'))}" if k.get("asn") is not None else "",
+            f"AS{_ident(k.get('asn'))}" if k.get("asn") is not None else "",
             md_escape(k.get("org")),
         )
         for k in items
@@ -148,19 +152,17 @@ def _media(report: dict[str, Any]) -> list[str]:
         )
         rows.append(
             (
-                _num(m.get("flow_id")),
+                _ident(m.get("flow_id")),
                 md_escape(m.get("app")),
                 md_escape(m.get("protocol")),
-                f"{md_escape(m.get('server_ip'))}:{_num(m.get('server_port'))}",
+                f"{md_escape(m.get('server_ip'))}:{_ident(m.get('server_port'))}",
                 md_escape(m.get("country")),
                 _num(m.get("packets")),
                 _num(m.get("bytes")),
                 desc,
             )
         )
-    return _table(
-        ("flow", "app", "protocol", "server", "country", "packets", "bytes", "streams"), rows, (0, 5, 6)
-    )
+    return _table(("flow", "app", "protocol", "server", "country", "packets", "bytes", "streams"), rows, (0, 5, 6))
 
 
 def _violations(report: dict[str, Any]) -> list[str]:
@@ -169,7 +171,7 @@ def _violations(report: dict[str, Any]) -> list[str]:
         return ["No policy violations.", ""]
     rows = [
         (
-            _num(v.get("flow_id")),
+            _ident(v.get("flow_id")),
             md_escape(common.ROLE_LABELS.get(str(v.get("role")), v.get("role"))),
             md_escape(v.get("country")),
             f"**{md_escape(str(v.get('severity', '')).upper())}**",
@@ -192,9 +194,9 @@ def _flows(report: dict[str, Any]) -> list[str]:
     shown = ranked[:MAX_FLOW_ROWS]
     rows = [
         (
-            _num(f.get("flow_id")),
+            _ident(f.get("flow_id")),
             md_escape(f.get("transport")),
-            f"{md_escape(f.get('server_ip'))}:{_num(f.get('server_port'))}",
+            f"{md_escape(f.get('server_ip'))}:{_ident(f.get('server_port'))}",
             md_escape(f.get("hostname")),
             md_escape(f.get("app")),
             _list(f.get("roles")),
