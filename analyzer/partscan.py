@@ -19,18 +19,18 @@ import pandas as pd
 
 from analyzer.capture import CaptureInfo, CaptureReader
 from analyzer.capture.source import CaptureSource
-from analyzer.decode import DecodeState, decode_chunk
-from analyzer.decode import reasons as R
-from analyzer.dissect.kinds import KIND_NAMES, payload_kinds
-from analyzer.flows import aggregate, canonical, finalize, flow_keys, merge_partials
+from analyzer.decode import DecodeState
+from analyzer.dissect.kinds import KIND_NAMES
+from analyzer.flows import finalize, merge_partials
 from analyzer.scan import (
-    CONTROL_KINDS,
-    MERGE_EVERY_ROWS,
     SAMPLE_CONTROL,
     SAMPLE_FIRST,
     SAMPLE_MAX_BYTES,
+    FlowAccumulator,
     ScanResult,
     _attach_flow_ids,
+    decode_for_flows,
+    warn_decode_counters,
 )
 
 SAMPLE_COLUMNS = ["flow_key", "frame", "ts_ns", "adir", "proto", "tcp_seq", "tcp_flags", "payload", "lrank", "ctrl"]
@@ -113,39 +113,17 @@ def scan_part(source: CaptureSource, *, name: str | None = None, chunk_bytes: in
     """Scan one self-contained capture stream (a whole file, or a range with its header)."""
     kwargs = {"chunk_bytes": chunk_bytes} if chunk_bytes else {}
     state = DecodeState()
-    parts: list[pd.DataFrame] = []
-    rows = 0
+    acc = FlowAccumulator()
     sampler = _PartSampler()
-    n_kinds = len(KIND_NAMES)
-    control_codes = np.array(sorted(KIND_NAMES.index(k) for k in CONTROL_KINDS), dtype=np.int64)
     with CaptureReader(source, name=name, **kwargs) as reader:
         for chunk in reader.chunks():
-            cols = decode_chunk(chunk, state)
-            bad = cols.status[cols.status != R.OK]
-            for code, count in zip(*np.unique(bad, return_counts=True), strict=True):
-                reader.info.skipped[R.REASON_NAMES.get(int(code), f"reason_{int(code)}")] += int(count)
-            idx = np.flatnonzero(cols.status == R.OK)
-            if not idx.size:
-                continue
-            kinds = payload_kinds(
-                chunk.buf, cols.l4_off[idx], cols.l4_len[idx], cols.proto[idx], cols.sport[idx], cols.dport[idx]
-            ).astype(np.int64)
-            c = canonical(cols, idx)
-            keys = flow_keys(c)
-            codes, uniq = pd.factorize(keys)
-            part = aggregate(
-                c, codes, np.asarray(uniq, dtype=np.uint64), chunk.ts_ns[idx], chunk.wirelen[idx].astype(np.int64),
-                cols.tcp_flags[idx].astype(np.int64), cols.encap[idx], kinds, n_kinds,
-            )
-            parts.append(part)
-            rows += len(part)
-            if rows > MERGE_EVERY_ROWS and len(parts) > 1:
-                parts = [merge_partials(parts)]
-                rows = len(parts[0])
-            sampler.take(keys, c["dir"], chunk, cols, idx, np.isin(kinds, control_codes))
+            d = decode_for_flows(chunk, state, reader.info)
+            if d is not None:
+                acc.add(d)
+                sampler.take(d.keys, d.c["dir"], chunk, d.cols, d.idx, d.control_mask())
         info = reader.info
     samples, counts = sampler.frames()
-    return PartScan(merge_partials(parts), samples, counts, info, Counter(state.counters))
+    return PartScan(acc.merged(), samples, counts, info, Counter(state.counters))
 
 
 def combine_parts(parts: list[PartScan], info: CaptureInfo) -> ScanResult:
@@ -156,8 +134,7 @@ def combine_parts(parts: list[PartScan], info: CaptureInfo) -> ScanResult:
     counters: Counter = Counter()
     for p in parts:
         counters.update(p.decode_counters)
-    for reason, count in counters.items():
-        info.warn(f"{count} packets: {reason.replace('_', ' ')} (outer tunnel header used)")
+    warn_decode_counters(info, counters)
     flows = finalize(merge_partials([p.table for p in parts]), KIND_NAMES)
     samples = _global_samples(parts)
     return ScanResult(flows=flows, samples=_attach_flow_ids(samples, flows), info=info, kind_names=KIND_NAMES)

@@ -4,16 +4,18 @@ proportional to the number of flows (partial tables and samples)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from analyzer.capture import CaptureInfo, CaptureReader
+from analyzer.capture import CaptureInfo, CaptureReader, FrameChunk
 from analyzer.capture.source import CaptureSource
-from analyzer.decode import DecodeState, decode_chunk
+from analyzer.decode import DecodeState, PacketColumns, decode_chunk
 from analyzer.decode import reasons as R
+from analyzer.decode.fields import member
 from analyzer.dissect.kinds import KIND_NAMES, payload_kinds
 from analyzer.flows import TRANSPORT_NAMES, aggregate, canonical, finalize, flow_keys, merge_partials
 from analyzer.media import MediaResult, MediaTap
@@ -23,6 +25,7 @@ CONTROL_KINDS = frozenset(
     k for k in ("dns", "sip", "stun", "dtls_handshake", "tls_handshake", "zoom_control", "zrtp", "quic_long")
     if k in KIND_NAMES
 )
+CONTROL_CODES = tuple(sorted(KIND_NAMES.index(k) for k in CONTROL_KINDS))
 
 SAMPLE_FIRST = 10  # first packets kept per flow and direction
 SAMPLE_CONTROL = 200  # further control packets (DNS, SIP, STUN, handshakes) per flow and direction
@@ -121,6 +124,65 @@ class _Sampler:
         return df
 
 
+@dataclass
+class DecodedChunk:
+    """One chunk after decoding: the frames that gave a 5-tuple (`idx`), their payload kinds,
+    canonical endpoints (`c`, with `dir` relative to endpoint A) and flow keys."""
+
+    chunk: FrameChunk
+    cols: PacketColumns
+    idx: np.ndarray
+    kinds: np.ndarray
+    c: dict[str, np.ndarray]
+    keys: np.ndarray
+
+    def control_mask(self) -> np.ndarray:
+        return member(self.kinds, CONTROL_CODES)
+
+
+def decode_for_flows(chunk: FrameChunk, state: DecodeState, info: CaptureInfo) -> DecodedChunk | None:
+    """Decode a chunk, count the frames that gave no 5-tuple, classify payload kinds."""
+    cols = decode_chunk(chunk, state)
+    _count_skipped(info, cols.status)
+    idx = np.flatnonzero(cols.status == R.OK)
+    if not idx.size:
+        return None
+    kinds = payload_kinds(
+        chunk.buf, cols.l4_off[idx], cols.l4_len[idx], cols.proto[idx], cols.sport[idx], cols.dport[idx]
+    ).astype(np.int64)
+    c = canonical(cols, idx)
+    return DecodedChunk(chunk, cols, idx, kinds, c, flow_keys(c))
+
+
+class FlowAccumulator:
+    """Partial flow tables of successive chunks, merged now and then to keep memory bounded."""
+
+    def __init__(self) -> None:
+        self.parts: list[pd.DataFrame] = []
+        self.rows = 0
+
+    def add(self, d: DecodedChunk) -> None:
+        codes, uniq = pd.factorize(d.keys)
+        chunk, cols, idx = d.chunk, d.cols, d.idx
+        part = aggregate(
+            d.c, codes, np.asarray(uniq, dtype=np.uint64), chunk.ts_ns[idx], chunk.wirelen[idx].astype(np.int64),
+            cols.tcp_flags[idx].astype(np.int64), cols.encap[idx], d.kinds, len(KIND_NAMES),
+        )
+        self.parts.append(part)
+        self.rows += len(part)
+        if self.rows > MERGE_EVERY_ROWS and len(self.parts) > 1:
+            self.parts = [merge_partials(self.parts)]
+            self.rows = len(self.parts[0])
+
+    def merged(self) -> pd.DataFrame:
+        return merge_partials(self.parts)
+
+
+def warn_decode_counters(info: CaptureInfo, counters: Counter) -> None:
+    for reason, count in counters.items():
+        info.warn(f"{count} packets: {reason.replace('_', ' ')} (outer tunnel header used)")
+
+
 def scan_capture(
     source: CaptureSource,
     *,
@@ -134,52 +196,30 @@ def scan_capture(
     kwargs = {"chunk_bytes": chunk_bytes} if chunk_bytes else {}
     with CaptureReader(source, name=name, **kwargs) as reader:
         state = DecodeState()
-        parts: list[pd.DataFrame] = []
-        rows = 0
+        acc = FlowAccumulator()
         sampler = _Sampler() if keep_samples else None
         media_tap = MediaTap() if media else None
-        n_kinds = len(KIND_NAMES)
-        control_codes = np.array(sorted(KIND_NAMES.index(k) for k in CONTROL_KINDS), dtype=np.int64)
         for chunk in reader.chunks():
-            cols = decode_chunk(chunk, state)
-            _count_skipped(reader.info, cols.status)
-            idx = np.flatnonzero(cols.status == R.OK)
-            if idx.size:
-                kinds = payload_kinds(
-                    chunk.buf, cols.l4_off[idx], cols.l4_len[idx], cols.proto[idx],
-                    cols.sport[idx], cols.dport[idx],
-                ).astype(np.int64)
-                c = canonical(cols, idx)
-                keys = flow_keys(c)
+            d = decode_for_flows(chunk, state, reader.info)
+            if d is not None:
+                acc.add(d)
                 if media_tap is not None:
-                    media_tap.update(chunk, cols, idx, kinds, keys, c["dir"])
-                codes, uniq = pd.factorize(keys)
-                part = aggregate(
-                    c, codes, np.asarray(uniq, dtype=np.uint64), chunk.ts_ns[idx], chunk.wirelen[idx].astype(np.int64),
-                    cols.tcp_flags[idx].astype(np.int64), cols.encap[idx], kinds, n_kinds,
-                )
-                parts.append(part)
-                rows += len(part)
-                if rows > MERGE_EVERY_ROWS and len(parts) > 1:
-                    parts = [merge_partials(parts)]
-                    rows = len(parts[0])
+                    media_tap.update(chunk, d.cols, d.idx, d.kinds, d.keys, d.c["dir"])
                 if sampler is not None:
-                    control = np.isin(kinds, control_codes)
-                    sampler.take(keys, c["dir"], chunk, cols, idx, control)
+                    sampler.take(d.keys, d.c["dir"], chunk, d.cols, d.idx, d.control_mask())
             if progress is not None:
                 progress(chunk.bytes_read)
         info = reader.info
-    for reason, count in state.counters.items():
-        info.warn(f"{count} packets: {reason.replace('_', ' ')} (outer tunnel header used)")
-    flows = finalize(merge_partials(parts), KIND_NAMES)
+    warn_decode_counters(info, state.counters)
+    flows = finalize(acc.merged(), KIND_NAMES)
     samples = _attach_flow_ids(sampler.frame() if sampler else None, flows)
-    media = None
+    result = None
     if media_tap is not None:
         fk = flows["flow_key"].to_numpy()
-        media = media_tap.result(
+        result = media_tap.result(
             pd.Series(flows["flow_id"].to_numpy(), index=fk), pd.Series(flows["a_is_client"].to_numpy(), index=fk)
         )
-    return ScanResult(flows=flows, samples=samples, info=info, kind_names=KIND_NAMES, media=media)
+    return ScanResult(flows=flows, samples=samples, info=info, kind_names=KIND_NAMES, media=result)
 
 
 def _count_skipped(info: CaptureInfo, status: np.ndarray) -> None:

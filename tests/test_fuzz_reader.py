@@ -117,9 +117,9 @@ def _bases() -> list:
 @given(index=st.integers(0, 2**31))
 def test_reader_on_mutated_real_captures(index: int) -> None:
     mutant = fuzzer().make_mutant(_bases(), "reader-property", index)
-    with watchdog(10, f"reading mutant {index} of {mutant.base} ({mutant.ops})"):
-        with contextlib.suppress(ConfscopeError):
-            read_all(mutant.data)
+    what = f"reading mutant {index} of {mutant.base} ({mutant.ops})"
+    with watchdog(10, what), contextlib.suppress(ConfscopeError):
+        read_all(mutant.data)
 
 
 @settings(max_examples=25, deadline=None)
