@@ -4,8 +4,10 @@ proportional to the number of flows (partial tables and samples)."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable
+import os
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,24 +15,24 @@ import pandas as pd
 
 from analyzer.capture import CaptureInfo, CaptureReader, FrameChunk
 from analyzer.capture.source import CaptureSource
-from analyzer.decode import DecodeState, PacketColumns, decode_chunk
+from analyzer.decode import DecodeState, Fragments, PacketColumns, attribute_fragments, decode_frames
 from analyzer.decode import reasons as R
 from analyzer.decode.fields import member
 from analyzer.dissect.kinds import KIND_NAMES, payload_kinds
 from analyzer.flows import TRANSPORT_NAMES, aggregate, canonical, finalize, flow_keys, merge_partials
 from analyzer.media import MediaResult, MediaTap
 
-# Low-volume kinds whose every packet (up to SAMPLE_CONTROL) dissection wants to see.
-CONTROL_KINDS = frozenset(
-    k for k in ("dns", "sip", "stun", "dtls_handshake", "tls_handshake", "zoom_control", "zrtp", "quic_long")
-    if k in KIND_NAMES
-)
+# Low-volume kinds whose every packet (up to SAMPLE_CONTROL) dissection wants to see. TLS and QUIC
+# handshakes are not among them: they open a flow, so the first SAMPLE_FIRST packets hold them, and
+# a long capture that reuses a 5-tuple would otherwise keep hundreds of repeated handshakes.
+CONTROL_KINDS = frozenset(k for k in ("dns", "sip", "stun", "dtls_handshake", "zoom_control", "zrtp") if k in KIND_NAMES)
 CONTROL_CODES = tuple(sorted(KIND_NAMES.index(k) for k in CONTROL_KINDS))
 
 SAMPLE_FIRST = 10  # first packets kept per flow and direction
 SAMPLE_CONTROL = 200  # further control packets (DNS, SIP, STUN, handshakes) per flow and direction
 SAMPLE_MAX_BYTES = 16384
 MERGE_EVERY_ROWS = 200_000
+THREADS = max(1, min(2, int(os.environ.get("CONFSCOPE_THREADS", "2") or 2)))  # 1 = no decode thread
 
 ProgressFn = Callable[[int], None]
 
@@ -140,10 +142,10 @@ class DecodedChunk:
         return member(self.kinds, CONTROL_CODES)
 
 
-def decode_for_flows(chunk: FrameChunk, state: DecodeState, info: CaptureInfo) -> DecodedChunk | None:
-    """Decode a chunk, count the frames that gave no 5-tuple, classify payload kinds."""
-    cols = decode_chunk(chunk, state)
-    _count_skipped(info, cols.status)
+Prepared = tuple[FrameChunk, PacketColumns, Fragments, Counter, "DecodedChunk | None"]
+
+
+def _decoded(chunk: FrameChunk, cols: PacketColumns) -> DecodedChunk | None:
     idx = np.flatnonzero(cols.status == R.OK)
     if not idx.size:
         return None
@@ -152,6 +154,48 @@ def decode_for_flows(chunk: FrameChunk, state: DecodeState, info: CaptureInfo) -
     ).astype(np.int64)
     c = canonical(cols, idx)
     return DecodedChunk(chunk, cols, idx, kinds, c, flow_keys(c))
+
+
+def prepare_chunk(chunk: FrameChunk) -> Prepared:
+    """The part of a chunk's processing that needs nothing from other chunks (runs on a thread)."""
+    cols, frags, counters = decode_frames(chunk)
+    return chunk, cols, frags, counters, _decoded(chunk, cols)
+
+
+def finish_chunk(prepared: Prepared, state: DecodeState, info: CaptureInfo) -> DecodedChunk | None:
+    """The order-dependent rest, in capture order: fragments, counts of undecoded frames."""
+    chunk, cols, frags, counters, d = prepared
+    state.counters.update(counters)
+    if frags.any():
+        attribute_fragments(cols, frags, state)
+        d = _decoded(chunk, cols)  # later fragments got ports (or became orphans): key them again
+    _count_skipped(info, cols.status)
+    return d
+
+
+def decode_for_flows(chunk: FrameChunk, state: DecodeState, info: CaptureInfo) -> DecodedChunk | None:
+    """Decode a chunk, count the frames that gave no 5-tuple, classify payload kinds."""
+    return finish_chunk(prepare_chunk(chunk), state, info)
+
+
+def prepared_chunks(reader: CaptureReader, threads: int = THREADS) -> Iterator[Prepared]:
+    """Chunks of a reader, prepared one ahead on a second thread.
+
+    numpy releases the GIL in its array loops, so on two cores the decode of the next chunk
+    overlaps the aggregation of this one. Results come back in capture order.
+    """
+    if threads < 2:
+        for chunk in reader.chunks():
+            yield prepare_chunk(chunk)
+        return
+    with ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="confscope-decode") as pool:
+        pending: deque[Future] = deque()
+        for chunk in reader.chunks():
+            pending.append(pool.submit(prepare_chunk, chunk))
+            if len(pending) >= threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 class FlowAccumulator:
@@ -199,8 +243,9 @@ def scan_capture(
         acc = FlowAccumulator()
         sampler = _Sampler() if keep_samples else None
         media_tap = MediaTap() if media else None
-        for chunk in reader.chunks():
-            d = decode_for_flows(chunk, state, reader.info)
+        for prepared in prepared_chunks(reader):
+            chunk = prepared[0]
+            d = finish_chunk(prepared, state, reader.info)
             if d is not None:
                 acc.add(d)
                 if media_tap is not None:

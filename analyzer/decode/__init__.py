@@ -50,8 +50,36 @@ class DecodeState:
     counters: Counter = field(default_factory=Counter)
 
 
+@dataclass
+class Fragments:
+    """IP fragmentation fields of a chunk, kept for the (sequential) fragment attribution."""
+
+    frag_off: np.ndarray
+    more: np.ndarray
+    frag_id: np.ndarray
+
+    def any(self) -> bool:
+        return bool((self.frag_off > 0).any() or self.more.any())
+
+
 def decode_chunk(chunk: FrameChunk, state: DecodeState | None = None) -> PacketColumns:
+    """Decode a chunk and attribute its IP fragments (using and updating `state`)."""
     state = state or DecodeState()
+    cols, frags, counters = decode_frames(chunk)
+    state.counters.update(counters)
+    attribute_fragments(cols, frags, state)
+    return cols
+
+
+def attribute_fragments(cols: PacketColumns, frags: Fragments, state: DecodeState) -> None:
+    """Give later IP fragments their first fragment's ports; needs chunks in capture order."""
+    if frags.any():
+        _attribute_fragments(cols, frags.frag_off, frags.more, frags.frag_id, state)
+
+
+def decode_frames(chunk: FrameChunk) -> tuple[PacketColumns, Fragments, Counter]:
+    """Everything of decoding that needs no state from other chunks (safe to run in a thread)."""
+    counters: Counter = Counter()
     buf = chunk.buf
     start = chunk.data_off
     end = start + chunk.caplen
@@ -105,7 +133,7 @@ def decode_chunk(chunk: FrameChunk, state: DecodeState | None = None) -> PacketC
         if not tun.any():
             break
         if depth == MAX_TUNNEL_DEPTH:
-            state.counters["tunnel_depth_exceeded"] += int(tun.sum())
+            counters["tunnel_depth_exceeded"] += int(tun.sum())
             break
         nxt = todo[tun]
         cur_et, cur_pos = inner_et[tun], inner_pos[tun]
@@ -127,8 +155,7 @@ def decode_chunk(chunk: FrameChunk, state: DecodeState | None = None) -> PacketC
         if not todo.size:
             break
 
-    _attribute_fragments(cols, frag_off, more_frags, frag_id, state)
-    return cols
+    return cols, Fragments(frag_off, more_frags, frag_id), counters
 
 
 def _attribute_fragments(
