@@ -32,6 +32,7 @@ SAMPLE_FIRST = 10  # first packets kept per flow and direction
 SAMPLE_CONTROL = 200  # further control packets (DNS, SIP, STUN, handshakes) per flow and direction
 SAMPLE_MAX_BYTES = 16384
 MERGE_EVERY_ROWS = 200_000
+MERGE_EVERY_PARTS = 16
 THREADS = max(1, min(2, int(os.environ.get("CONFSCOPE_THREADS", "2") or 2)))  # 1 = no decode thread
 
 ProgressFn = Callable[[int], None]
@@ -214,7 +215,9 @@ class FlowAccumulator:
         )
         self.parts.append(part)
         self.rows += len(part)
-        if self.rows > MERGE_EVERY_ROWS and len(self.parts) > 1:
+        # Merge by rows (many flows) and by count (many chunks of the same flows): either way the
+        # pending tables stay bounded, so memory does not grow with the length of the capture.
+        if (self.rows > MERGE_EVERY_ROWS or len(self.parts) >= MERGE_EVERY_PARTS) and len(self.parts) > 1:
             self.parts = [merge_partials(self.parts)]
             self.rows = len(self.parts[0])
 
