@@ -25,7 +25,9 @@ from analyzer.media import MediaResult, MediaTap
 # Low-volume kinds whose every packet (up to SAMPLE_CONTROL) dissection wants to see. TLS and QUIC
 # handshakes are not among them: they open a flow, so the first SAMPLE_FIRST packets hold them, and
 # a long capture that reuses a 5-tuple would otherwise keep hundreds of repeated handshakes.
-CONTROL_KINDS = frozenset(k for k in ("dns", "sip", "stun", "dtls_handshake", "zoom_control", "zrtp") if k in KIND_NAMES)
+CONTROL_KINDS = frozenset(
+    k for k in ("dns", "sip", "stun", "dtls_handshake", "zoom_control", "zrtp") if k in KIND_NAMES
+)
 CONTROL_CODES = tuple(sorted(KIND_NAMES.index(k) for k in CONTROL_KINDS))
 
 SAMPLE_FIRST = 10  # first packets kept per flow and direction
@@ -210,8 +212,15 @@ class FlowAccumulator:
         codes, uniq = pd.factorize(d.keys)
         chunk, cols, idx = d.chunk, d.cols, d.idx
         part = aggregate(
-            d.c, codes, np.asarray(uniq, dtype=np.uint64), chunk.ts_ns[idx], chunk.wirelen[idx].astype(np.int64),
-            cols.tcp_flags[idx].astype(np.int64), cols.encap[idx], d.kinds, len(KIND_NAMES),
+            d.c,
+            codes,
+            np.asarray(uniq, dtype=np.uint64),
+            chunk.ts_ns[idx],
+            chunk.wirelen[idx].astype(np.int64),
+            cols.tcp_flags[idx].astype(np.int64),
+            cols.encap[idx],
+            d.kinds,
+            len(KIND_NAMES),
         )
         self.parts.append(part)
         self.rows += len(part)
