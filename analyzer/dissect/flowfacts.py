@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,7 @@ FACT_COLUMNS: tuple[str, ...] = (
     "stun_mapped",  # client's reflexive (public) address(es) from (XOR-)MAPPED-ADDRESS in responses
     "stun_relayed",
     "stun_peers",
+    "stun_rtt_ms",  # smallest request/answer round trip seen (ms)
     "dtls_handshake",
     "dtls_use_srtp",
     "dtls_srtp_profile",
@@ -386,8 +388,8 @@ def _udp(meta: _Meta, g: _Group, f: _Facts, dns_rows: list, fid: int) -> None:
     rtp_pkts: list[tuple[bytes, int]] = []
     rtcp_by_dir: dict[int, list[bytes]] = {0: [], 1: []}
     quic_c2s: list[bytes] = []
-    for p, d in zip(g.payloads, g.dirs, strict=True):
-        _udp_packet(p, d, meta, f, zoom_server, dtls_dgrams, rtp_pkts, rtcp_by_dir, quic_c2s, depth=0)
+    for p, d, t in zip(g.payloads, g.dirs, g.ts_ns, strict=True):
+        _udp_packet(p, d, meta, f, zoom_server, dtls_dgrams, rtp_pkts, rtcp_by_dir, quic_c2s, depth=0, ts_ns=t)
     if dtls_dgrams and dtls_mod is not None:
         _dtls_facts(dtls_mod.parse_dtls_flight(dtls_dgrams), f)
     if quic_c2s:
@@ -398,7 +400,7 @@ def _udp(meta: _Meta, g: _Group, f: _Facts, dns_rows: list, fid: int) -> None:
 
 def _udp_packet(
     p: bytes, d: int, meta: _Meta, f: _Facts, zoom_server: bool, dtls_dgrams: list, rtp_pkts: list,
-    rtcp_by_dir: dict, quic_c2s: list, depth: int,
+    rtcp_by_dir: dict, quic_c2s: list, depth: int, ts_ns: int = 0,
 ) -> None:
     if not p:
         return
@@ -415,7 +417,7 @@ def _udp_packet(
         return
     # ICE checks with the RFC 8489 cookie share UDP 8801 with Zoom's set-up types 0x01-0x04 (web
     # client, protocols.md 1.8): the cookie decides first.
-    if b0 <= 3 and p[4:8] == b"\x21\x12\xa4\x42" and stun_mod is not None and _stun_or_channel(p, d, f):
+    if b0 <= 3 and p[4:8] == b"\x21\x12\xa4\x42" and stun_mod is not None and _stun_or_channel(p, d, f, ts_ns):
         return
     if zoom_server and b0 in (0x01, 0x02, 0x03, 0x04, 0x05):
         z = zoom_mod.parse_zoom(p, server_side=True)
@@ -423,7 +425,7 @@ def _udp_packet(
             _zoom_facts(z, f, rtp_pkts, rtcp_by_dir, d)
             return
     stun_like = b0 <= 3 or 0x08 <= b0 <= 0x0B or p[:2] == b"\xff\x10"  # + WhatsApp 0x08xx, MS-TURN
-    if stun_like and stun_mod is not None and _stun_or_channel(p, d, f):
+    if stun_like and stun_mod is not None and _stun_or_channel(p, d, f, ts_ns):
         return
     if 0x40 <= b0 <= 0x4F and stun_mod is not None and depth == 0:
         cd = stun_mod.parse_channel_data(p)
@@ -473,7 +475,24 @@ def _discord_address(p: bytes) -> str | None:
     return f"{ip}:{int.from_bytes(p[72:74], 'big')}"
 
 
-def _stun_or_channel(p: bytes, d: int, f: _Facts) -> bool:
+def _stun_rtt(msg: Any, d: int, ts_ns: int, f: _Facts) -> None:
+    """Round trip of a request (client to server) and its answer with the same transaction ID:
+    a bound on the server's distance, like the TCP handshake (geo plausibility)."""
+    if not ts_ns:
+        return
+    pending = f.get("_stun_requests")
+    if pending is None:
+        pending = f["_stun_requests"] = {}
+    answer = msg.msg_class in ("success", "error") or (msg.classic and msg.msg_type in (0x0002, 0x0101, 0x0111))
+    if d == 0 and msg.msg_class == "request" and not answer:
+        pending.setdefault(msg.transaction_id, ts_ns)
+    elif d == 1 and answer and msg.transaction_id in pending:
+        rtt = (ts_ns - pending.pop(msg.transaction_id)) / 1e6
+        if rtt >= 0 and (f.get("stun_rtt_ms") is None or rtt < f["stun_rtt_ms"]):
+            f["stun_rtt_ms"] = rtt
+
+
+def _stun_or_channel(p: bytes, d: int, f: _Facts, ts_ns: int = 0) -> bool:
     seen = f.get("_stun_seen", 0)
     if seen >= _MAX_STUN:
         # Still recognise the message (so it is not read as another protocol), skip the facts.
@@ -487,6 +506,7 @@ def _stun_or_channel(p: bytes, d: int, f: _Facts) -> bool:
             return True
         return False
     f.proto("stun")
+    _stun_rtt(msg, d, ts_ns, f)
     if msg.method in (0x003, 0x004, 0x006, 0x007, 0x008, 0x009) or msg.channel is not None:
         f.proto("turn")
     f.add("stun_msg_types", msg.msg_type)
