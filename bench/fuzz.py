@@ -38,8 +38,30 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CAPTURES = Path(os.environ.get("CONFSCOPE_SHARED", REPO.parent / "shared")) / "captures" / "real"
 BASE_MAX_BYTES = 48 * 1024  # bases are cut at a record boundary: small mutants keep runs fast
 OK_CODES = frozenset({0, 1, 2})
-INTERESTING_U32 = (0, 1, 3, 11, 12, 15, 16, 28, 31, 32, 0x7FFF, 0xFFFF, 0x10000, 0x40000, 0x1000000,
-                   0x4000000, 0x4000004, 0x7FFFFFFF, 0x80000000, 0xFFFFFFF0, 0xFFFFFFFC, 0xFFFFFFFF)
+INTERESTING_U32 = (
+    0,
+    1,
+    3,
+    11,
+    12,
+    15,
+    16,
+    28,
+    31,
+    32,
+    0x7FFF,
+    0xFFFF,
+    0x10000,
+    0x40000,
+    0x1000000,
+    0x4000000,
+    0x4000004,
+    0x7FFFFFFF,
+    0x80000000,
+    0xFFFFFFF0,
+    0xFFFFFFFC,
+    0xFFFFFFFF,
+)
 SHB_TYPE = 0x0A0D0D0A
 PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">", b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}
 
@@ -389,8 +411,19 @@ def run_in_process(path: Path, out_dir: Path, timeout: float) -> tuple[int | Non
 
 def run_subprocess(path: Path, out_dir: Path, timeout: float) -> tuple[int | None, str, bool]:
     """The same command in a fresh interpreter: catches signals and interpreter-level crashes."""
-    cmd = [sys.executable, "-m", "analyzer", "analyze", str(path), "-o", str(out_dir), "--format", "json",
-           "--progress", "never"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "analyzer",
+        "analyze",
+        str(path),
+        "-o",
+        str(out_dir),
+        "--format",
+        "json",
+        "--progress",
+        "never",
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -524,8 +557,17 @@ def main(argv: list[str] | None = None) -> int:
         if done % 250 == 0 or done == count:
             print(f"fuzz: {done}/{count} {dict(verdicts)}", file=sys.stderr, flush=True)
 
-    summary = fuzz(count, seed=args.seed, jobs=args.jobs, timeout=args.timeout, mode=args.mode,
-                   captures=args.captures, save=args.save, start=start, progress=report)
+    summary = fuzz(
+        count,
+        seed=args.seed,
+        jobs=args.jobs,
+        timeout=args.timeout,
+        mode=args.mode,
+        captures=args.captures,
+        save=args.save,
+        start=start,
+        progress=report,
+    )
     text = json.dumps(summary, indent=1)
     if args.json:
         args.json.write_text(text)

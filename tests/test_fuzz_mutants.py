@@ -33,8 +33,10 @@ def _seed() -> str:
 
 
 def _describe(summary: dict) -> str:
-    rows = [f"{f['verdict']} #{f['index']} {f['base']} {f['ops']} code={f['code']}: {f['detail']}" for f in
-            summary["failures"][:10]]
+    rows = [
+        f"{f['verdict']} #{f['index']} {f['base']} {f['ops']} code={f['code']}: {f['detail']}"
+        for f in summary["failures"][:10]
+    ]
     return f"seed {summary['seed']}: " + "; ".join(rows)
 
 

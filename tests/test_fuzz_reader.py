@@ -89,8 +89,14 @@ def test_c_and_python_walkers_agree_on_arbitrary_buffers(
     arr = np.frombuffer(buf, dtype=np.uint8)
 
     def outs() -> list[np.ndarray]:
-        return [np.zeros(limit, np.int64), np.zeros(limit, np.int64), np.zeros(limit, np.int64),
-                np.zeros(limit, np.uint32), np.zeros(limit, np.uint32), np.zeros(limit, np.uint32)]
+        return [
+            np.zeros(limit, np.int64),
+            np.zeros(limit, np.int64),
+            np.zeros(limit, np.int64),
+            np.zeros(limit, np.uint32),
+            np.zeros(limit, np.uint32),
+            np.zeros(limit, np.uint32),
+        ]
 
     a, b = outs(), outs()
     ra = _walk.walk_pcap(arr, pos, len(arr), big, max_caplen, *a[:5])

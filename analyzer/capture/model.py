@@ -59,8 +59,9 @@ class CaptureInfo:
     def linktypes(self) -> list[int]:
         return sorted({i.linktype for i in self.interfaces})
 
-    def warn(self, message: str) -> None:
-        if message not in self.warnings and len(self.warnings) < 200:
+    def warn(self, message: str, force: bool = False) -> None:
+        """Record a warning once; at most 200, except `force`d ones (those that end reading)."""
+        if message not in self.warnings and (force or len(self.warnings) < 200):
             self.warnings.append(message)
 
     def note_frames(self, chunk: FrameChunk) -> None:

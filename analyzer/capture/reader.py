@@ -23,6 +23,7 @@ DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
 MAX_CAPLEN = 16 * 1024 * 1024  # no link layer carries frames this large; beyond it a header is corrupt
 DEFAULT_MAX_CAPLEN = 262144  # libpcap's MAXIMUM_SNAPLEN
 MAX_RESYNC_EVENTS = 10000
+RESYNC_WARNINGS = 20  # corrupt records described one by one; later ones are only counted
 RECORDS_PER_WALK = 65536
 
 
@@ -123,9 +124,11 @@ class CaptureReader:
         size = max(self.chunk_bytes, need, len(carry) * 2)
         buf = np.empty(size, dtype=np.uint8)
         buf[: len(carry)] = carry
+        room = size - len(carry)
         got = self._read_into(memoryview(buf)[len(carry) :])
         have = len(carry) + got
-        return buf[:have], got == 0
+        # _read_into only returns short at the end of the stream (or when reading had to stop).
+        return buf[:have], got < room
 
     # -- classic pcap --------------------------------------------------------------------------
     def _pcap_chunks(self) -> Iterator[FrameChunk]:
@@ -168,10 +171,7 @@ class CaptureReader:
                         return
                     nxt = _pcap_resync(buf, pos + 1, self._big, max_caplen, self._ts_exp, last_sec, eof)
                     skipped = (nxt if nxt is not None else len(buf)) - pos
-                    self.info.skipped["corrupt_record"] += 1
-                    self.info.warn(
-                        f"corrupt pcap record header at byte {file_off + pos}: skipped {skipped} bytes to resynchronise"
-                    )
+                    self._note_resync("pcap record header", file_off + pos, skipped)
                     if nxt is None:
                         pos = len(buf)
                         break
@@ -232,10 +232,7 @@ class CaptureReader:
                         return
                     nxt = _pcapng_resync(buf, pos + 4, self._big)
                     skipped = (nxt if nxt is not None else len(buf)) - pos
-                    self.info.skipped["corrupt_record"] += 1
-                    self.info.warn(
-                        f"corrupt pcapng block at byte {file_off + pos}: skipped {skipped} bytes to resynchronise"
-                    )
+                    self._note_resync("pcapng block", file_off + pos, skipped)
                     pos = nxt if nxt is not None else len(buf)
                     continue
                 if n == 0:
@@ -285,7 +282,12 @@ class CaptureReader:
                     iface.tsresol_base = 2 if resol & 0x80 else 10
                     iface.tsresol_exp = resol & 0x7F
                 elif code == 14 and len(value) >= 8:
-                    iface.tsoffset_s = struct.unpack(order + "q", value[:8])[0]
+                    offset = struct.unpack(order + "q", value[:8])[0]
+                    # Beyond ~270 years the nanosecond timestamps would overflow: a damaged option.
+                    if abs(offset) < 1 << 33:
+                        iface.tsoffset_s = offset
+                    else:
+                        self.info.warn(f"interface {len(self.info.interfaces)}: absurd if_tsoffset ignored")
                 elif code == 2:
                     iface.name = value.decode("utf-8", "replace")[:64]
         else:
@@ -380,9 +382,22 @@ class CaptureReader:
         self.info.skipped["truncated_record"] += 1
         self.info.warn(f"capture truncated: the last record at byte {file_off} is incomplete ({nbytes} bytes ignored)")
 
+    def _note_resync(self, what: str, file_off: int, skipped: int) -> None:
+        self.info.skipped["corrupt_record"] += 1
+        self._resync_bytes = getattr(self, "_resync_bytes", 0) + skipped
+        events = self.info.skipped["corrupt_record"]
+        if events <= RESYNC_WARNINGS:
+            self.info.warn(f"corrupt {what} at byte {file_off}: skipped {skipped} bytes to resynchronise")
+        elif events == RESYNC_WARNINGS + 1:
+            self.info.warn(f"more corrupt records after byte {file_off}; further ones are only counted")
+
     def _give_up(self, file_off: int) -> None:
         self.info.truncated = True
-        self.info.warn(f"too many corrupt records; stopped reading at byte {file_off}")
+        self.info.warn(
+            f"too many corrupt records (cap of {MAX_RESYNC_EVENTS} resynchronisations); stopped reading at byte "
+            f"{file_off}",
+            force=True,
+        )
 
 
 class _Prefixed(io.RawIOBase):
@@ -458,28 +473,57 @@ def _u32_at(buf: np.ndarray, start: int, count: int, big: bool) -> np.ndarray:
     return (b[3] << 24) | (b[2] << 16) | (b[1] << 8) | b[0]
 
 
+RESYNC_FIRST_WINDOW = 256
+RESYNC_MAX_WINDOW = 1 << 20
+
+
+def _windows(start: int, end: int):
+    """Growing scan windows from `start`: a resynchronisation usually lands close by, so the work
+    per event is proportional to the distance skipped, not to the rest of the buffer."""
+    pos, size = start, RESYNC_FIRST_WINDOW
+    while pos < end:
+        stop = min(pos + size, end)
+        yield pos, stop - pos
+        pos = stop
+        size = min(size * 2, RESYNC_MAX_WINDOW)
+
+
 def _pcap_resync(
     buf: np.ndarray, start: int, big: bool, max_caplen: int, ts_exp: int, last_sec: int | None, eof: bool
 ) -> int | None:
-    """Offset of the next plausible record header at or after `start`, or None."""
-    count = len(buf) - start - 16
-    if count <= 0:
-        return None
-    sec = _u32_at(buf, start, count, big).astype(np.int64)
-    frac = _u32_at(buf, start + 4, count, big)
-    cap = _u32_at(buf, start + 8, count, big).astype(np.int64)
-    wire = _u32_at(buf, start + 12, count, big).astype(np.int64)
-    ok = (cap <= max_caplen) & (wire >= cap) & (wire <= MAX_CAPLEN) & (frac < 10**ts_exp)
-    if last_sec is not None:
-        ok &= np.abs(sec - last_sec) <= 7 * 86400
-    for cand in np.flatnonzero(ok)[:4096]:
-        p = start + int(cand)
-        nxt = p + 16 + int(cap[cand])
-        if nxt == len(buf) and eof:
-            return p
-        if nxt + 16 <= len(buf):
-            j = nxt - start
-            if 0 <= j < count and ok[j]:
+    """Offset of the next plausible record header at or after `start`, or None.
+
+    A candidate is confirmed by a plausible header right after its record (or the end of file);
+    one whose successor lies beyond the buffer is taken tentatively and re-checked by the walk.
+    """
+    header = struct.Struct(">IIII" if big else "<IIII")
+    limit = 10**ts_exp
+
+    def plausible(sec: int, frac: int, cap: int, wire: int) -> bool:
+        # Zero-length records are padding, not frames: accepting them would also anchor the
+        # timestamp window at second 0 and reject every real record after them.
+        near = last_sec is None or abs(sec - last_sec) <= 7 * 86400
+        return 0 < cap <= max_caplen and cap <= wire <= MAX_CAPLEN and frac < limit and near
+
+    last = len(buf) - 16
+    for pos, count in _windows(start, last + 1):
+        sec = _u32_at(buf, pos, count, big).astype(np.int64)
+        frac = _u32_at(buf, pos + 4, count, big)
+        cap = _u32_at(buf, pos + 8, count, big).astype(np.int64)
+        wire = _u32_at(buf, pos + 12, count, big).astype(np.int64)
+        ok = (cap > 0) & (cap <= max_caplen) & (wire >= cap) & (wire <= MAX_CAPLEN) & (frac < limit)
+        if last_sec is not None:
+            ok &= np.abs(sec - last_sec) <= 7 * 86400
+        for cand in np.flatnonzero(ok):
+            p = pos + int(cand)
+            nxt = p + 16 + int(cap[cand])
+            if nxt == len(buf) and eof:
+                return p
+            if nxt + 16 > len(buf):
+                if not eof:
+                    return p
+                continue
+            if plausible(*header.unpack_from(buf, nxt)):
                 return p
     return None
 
@@ -487,21 +531,18 @@ def _pcap_resync(
 def _pcapng_resync(buf: np.ndarray, start: int, big: bool) -> int | None:
     """Offset of the next block whose type is known and whose two length fields agree."""
     start += (-start) % 4
-    count = len(buf) - start - 12
-    if count <= 0:
-        return None
-    btype = _u32_at(buf, start, count, big)
-    blen = _u32_at(buf, start + 4, count, big).astype(np.int64)
-    known = np.isin(btype, np.array([1, 2, 3, 4, 5, 6, 0x0A0D0D0A], dtype=np.uint32))
-    ok = known & (blen >= 12) & (blen % 4 == 0) & (blen <= walk.PCAPNG_MAX_BLOCK)
-    for cand in np.flatnonzero(ok):
-        if cand % 4:
-            continue
-        p = start + int(cand)
-        end = p + int(blen[cand])
-        if end > len(buf):
-            return p  # cannot check the trailer yet; the walk will re-check it
-        trailer = struct.unpack_from(">I" if big else "<I", buf, end - 4)[0]
-        if trailer == blen[cand]:
-            return p
+    u32 = struct.Struct(">I" if big else "<I").unpack_from
+    known_types = np.array([1, 2, 3, 4, 5, 6, 0x0A0D0D0A], dtype=np.uint32)
+    for pos, count in _windows(start, len(buf) - 12 + 1):
+        btype = _u32_at(buf, pos, count, big)
+        blen = _u32_at(buf, pos + 4, count, big).astype(np.int64)
+        ok = np.isin(btype, known_types) & (blen >= 12) & (blen % 4 == 0) & (blen <= walk.PCAPNG_MAX_BLOCK)
+        ok &= (np.arange(count) + pos) % 4 == 0  # blocks are 32-bit aligned
+        for cand in np.flatnonzero(ok):
+            p = pos + int(cand)
+            end = p + int(blen[cand])
+            if end > len(buf):
+                return p  # cannot check the trailer yet; the walk will re-check it
+            if u32(buf, end - 4)[0] == blen[cand]:
+                return p
     return None

@@ -38,14 +38,13 @@ class BoundedGunzip(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:  # type: ignore[override]
-        n = self._gz.readinto(b)
-        self._out += n
-        if self._out > self._max_bytes:
+        # The bounds are checked before reading, so what was read within them is always kept.
+        if self._out >= self._max_bytes:
             raise GzipBombError(f"gzip stream expands beyond {self._max_bytes} bytes (bound)")
-        if self._out > RATIO_GRACE_BYTES:
-            consumed = max(self._raw.tell(), 1)
-            if self._out / consumed > self._max_ratio:
-                raise GzipBombError(f"gzip stream expands more than {self._max_ratio}:1 (bound)")
+        if self._out > RATIO_GRACE_BYTES and self._out / max(self._raw.tell(), 1) > self._max_ratio:
+            raise GzipBombError(f"gzip stream expands more than {self._max_ratio}:1 (bound)")
+        n = self._gz.readinto(memoryview(b)[: self._max_bytes - self._out])
+        self._out += n
         return n
 
     def close(self) -> None:
