@@ -54,7 +54,12 @@ def test_every_real_capture_meets_the_report_contract(name):
     report = json.loads(s.to_json())
     assert validate_report(report) == []
     assert report["schema"] == SCHEMA
-    assert report["capture"]["packets"] > 0
+    if name == "fuzz-2021-10-13.pcap":
+        # 239 damaged bytes: the first record claims 524,501 bytes and no later offset holds a
+        # header confirmed by the next one, so nothing is read; the report must say why.
+        assert {"TRUNCATED_CAPTURE", "UNDECODED_PACKETS"} <= {f["code"] for f in report["findings"]}
+    else:
+        assert report["capture"]["packets"] > 0
     assert len(report["flows"]) == len(s.flows)
 
 
