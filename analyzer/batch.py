@@ -22,6 +22,7 @@ from typing import Any
 from analyzer import __version__
 from analyzer.dataset import Dataset, build_dataset, session_summary
 from analyzer.errors import ConfscopeError, OptionError
+from analyzer.hashing import file_sha256
 from analyzer.parallel import default_workers, run_unordered
 from analyzer.session import SESSION_OPTIONS, prepare_options
 
@@ -92,7 +93,7 @@ def options_hash(options: dict[str, Any], formats: Iterable[str] = ()) -> str:
     options and the contents (not names) of the files they name."""
 
     def content(path: Any) -> str | None:
-        return _file_sha256(path) if path and Path(path).is_file() else None
+        return file_sha256(path) if path and Path(path).is_file() else None
 
     key = {
         "version": __version__,
@@ -109,14 +110,6 @@ def options_hash(options: dict[str, Any], formats: Iterable[str] = ()) -> str:
         "formats": sorted(formats),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def capture_task(spec: dict[str, Any]) -> dict[str, Any]:
@@ -337,7 +330,7 @@ def _group_key(group: list[str]) -> str:
 
 def _group_sha256(group: list[str]) -> str | None:
     try:
-        hashes = [_file_sha256(p) for p in group]
+        hashes = [file_sha256(p) for p in group]
     except OSError:
         return None
     return hashes[0] if len(hashes) == 1 else hashlib.sha256("".join(sorted(hashes)).encode()).hexdigest()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+
 import numpy as np
 
 _K1 = np.uint64(0x9E3779B97F4A7C15)
@@ -27,3 +30,9 @@ def mix_columns(*columns: np.ndarray) -> np.ndarray:
         for col in columns:
             h = _fmix((h * _K1) ^ col.astype(np.uint64, copy=False))
     return h
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's content, read in blocks (captures can be gigabytes)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

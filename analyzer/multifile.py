@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.errors import OptionError
+from analyzer.hashing import file_sha256
 from analyzer.parallel import run_ordered
 from analyzer.partscan import PartScan, combine_parts, merge_infos, scan_part
 from analyzer.scan import ScanResult
@@ -94,11 +95,3 @@ def _check_options(options: dict[str, Any]) -> None:
     unknown = sorted(set(options) - set(SESSION_OPTIONS))
     if unknown:
         raise OptionError(f"unknown option(s): {', '.join(unknown)}; expected {', '.join(sorted(SESSION_OPTIONS))}")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -28,14 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from analyzer.capture import walk
-from analyzer.capture.reader import DEFAULT_MAX_CAPLEN, MAX_CAPLEN
+from analyzer.capture.reader import DEFAULT_MAX_CAPLEN, MAX_CAPLEN, WalkOut
 from analyzer.parallel import run_ordered
 from analyzer.partscan import PartScan, combine_parts, merge_infos, scan_part
 from analyzer.scan import ScanResult, scan_capture
 
 PCAP_MAGICS = {
-    b"\xd4\xc3\xb2\xa1": False, b"\x4d\x3c\xb2\xa1": False,  # little-endian (us, ns)
-    b"\xa1\xb2\xc3\xd4": True, b"\xa1\xb2\x3c\x4d": True,  # big-endian
+    b"\xd4\xc3\xb2\xa1": False,
+    b"\x4d\x3c\xb2\xa1": False,  # little-endian (us, ns)
+    b"\xa1\xb2\xc3\xd4": True,
+    b"\xa1\xb2\x3c\x4d": True,  # big-endian
 }
 PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 WALK_STEP = 4096  # records per walker call: the granularity of boundaries
@@ -135,7 +137,7 @@ def _pcap_ranges(buf: np.ndarray, big: bool, parts: int, step: int) -> list[Byte
     order = ">" if big else "<"
     snaplen = struct.unpack_from(order + "I", buf, 16)[0]
     max_caplen = max(DEFAULT_MAX_CAPLEN, snaplen) if 0 < snaplen <= MAX_CAPLEN else DEFAULT_MAX_CAPLEN
-    out = _Out(step)
+    out = WalkOut(step)
     header = bytes(buf[:24])
     cuts = [24]
     targets = _targets(24, len(buf), parts)
@@ -155,7 +157,7 @@ def _pcap_ranges(buf: np.ndarray, big: bool, parts: int, step: int) -> list[Byte
 
 
 def _pcapng_ranges(buf: np.ndarray, parts: int, step: int) -> list[ByteRange] | None:
-    out = _Out(step)
+    out = WalkOut(step)
     targets = _targets(0, len(buf), parts)
     shb = b""
     idbs: list[bytes] = []
@@ -163,8 +165,9 @@ def _pcapng_ranges(buf: np.ndarray, parts: int, step: int) -> list[ByteRange] | 
     pos = 0
     cuts: list[tuple[int, bytes]] = [(0, b"")]  # the first part reads the file from its start
     while pos < len(buf):
-        n, nxt, status = walk.pcapng_walker(buf, pos, len(buf), big, out.off, out.cap, out.wire, out.a, out.b,
-                                            out.iface)
+        n, nxt, status = walk.pcapng_walker(
+            buf, pos, len(buf), big, out.off, out.cap, out.wire, out.a, out.b, out.iface
+        )
         if status == walk.WALK_SECTION:
             if nxt + 12 > len(buf):
                 return None
@@ -194,16 +197,6 @@ def _pcapng_ranges(buf: np.ndarray, parts: int, step: int) -> list[ByteRange] | 
                 targets.pop(0)
     bounds = [c[0] for c in cuts] + [len(buf)]
     return [ByteRange(bounds[i], bounds[i + 1], cuts[i][1]) for i in range(len(cuts)) if bounds[i + 1] > bounds[i]]
-
-
-class _Out:
-    def __init__(self, size: int):
-        self.off = np.empty(size, dtype=np.int64)
-        self.cap = np.empty(size, dtype=np.int64)
-        self.wire = np.empty(size, dtype=np.int64)
-        self.a = np.empty(size, dtype=np.uint32)
-        self.b = np.empty(size, dtype=np.uint32)
-        self.iface = np.empty(size, dtype=np.uint32)
 
 
 def scan_range(path: str, part: ByteRange, chunk_bytes: int | None = None) -> PartScan:

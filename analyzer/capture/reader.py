@@ -145,7 +145,7 @@ class CaptureReader:
             self.info.warn(f"pcap version {vmaj}.{vmin} (expected 2.4); reading anyway")
         max_caplen = max(DEFAULT_MAX_CAPLEN, snaplen) if 0 < snaplen <= MAX_CAPLEN else DEFAULT_MAX_CAPLEN
         frac_scale = 1 if self._ts_exp == 9 else 1000
-        out = _WalkOut(RECORDS_PER_WALK)
+        out = WalkOut(RECORDS_PER_WALK)
         carry = np.empty(0, dtype=np.uint8)
         file_off = 24
         resyncs = 0
@@ -191,7 +191,7 @@ class CaptureReader:
 
     # -- pcapng -----------------------------------------------------------------------------
     def _pcapng_chunks(self) -> Iterator[FrameChunk]:
-        out = _WalkOut(RECORDS_PER_WALK)
+        out = WalkOut(RECORDS_PER_WALK)
         carry = np.empty(0, dtype=np.uint8)
         file_off = 0
         section_base = 0
@@ -300,7 +300,7 @@ class CaptureReader:
         return pos + blen
 
     def _pcapng_chunk(
-        self, buf: np.ndarray, out: _WalkOut, n: int, section_base: int, last_ts: int
+        self, buf: np.ndarray, out: WalkOut, n: int, section_base: int, last_ts: int
     ) -> tuple[FrameChunk | None, int]:
         local = out.iface[:n].astype(np.int64)
         spb = local == walk.SPB_IFACE
@@ -343,7 +343,7 @@ class CaptureReader:
     def _make_chunk(
         self,
         buf: np.ndarray,
-        out: _WalkOut,
+        out: WalkOut,
         n: int,
         ts: np.ndarray,
         linktype: np.ndarray,
@@ -427,7 +427,7 @@ class _Prefixed(io.RawIOBase):
         return self._pos
 
 
-class _WalkOut:
+class WalkOut:
     """Reusable output arrays for one walker call."""
 
     def __init__(self, size: int):

@@ -10,7 +10,6 @@ records adapted: `country_code`, `asn` ("AS123" or 123), `as_name`, `latitude`/`
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -23,6 +22,7 @@ import geoip2.errors
 import maxminddb
 
 from analyzer.errors import GeoDatabaseError
+from analyzer.hashing import file_sha256
 
 DEFAULT_DIRS = (Path("/usr/share/GeoIP"), Path("/var/lib/GeoIP"))
 ENV_VAR = "CONFSCOPE_GEOIP"
@@ -150,7 +150,7 @@ class GeoDatabase:
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
-            self._sha256 = self.expected_sha256 or _sha256(self.path)
+            self._sha256 = self.expected_sha256 or file_sha256(self.path)
         return self._sha256
 
     def lookup(self, ip: str) -> DBAnswer | None:
@@ -210,17 +210,12 @@ class GeoDatabase:
         self._geoip = self._raw = None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def open_database(
-    path: str | os.PathLike[str], origin: str = "user", name: str | None = None,
-    expected_sha256: str | None = None, extra: dict[str, Any] | None = None,
+    path: str | os.PathLike[str],
+    origin: str = "user",
+    name: str | None = None,
+    expected_sha256: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> GeoDatabase:
     """Open one mmdb file and detect its kind; GeoDatabaseError if it is not a readable mmdb."""
     p = Path(path)
@@ -234,8 +229,14 @@ def open_database(
     build_date = dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d") if epoch else None
     kind = detect_kind(db_type)
     db = GeoDatabase(
-        name=name or p.name, path=p, kind=kind, database_type=db_type, build_date=build_date,
-        origin=origin, expected_sha256=expected_sha256, extra=dict(extra or {}),
+        name=name or p.name,
+        path=p,
+        kind=kind,
+        database_type=db_type,
+        build_date=build_date,
+        origin=origin,
+        expected_sha256=expected_sha256,
+        extra=dict(extra or {}),
     )
     if kind == "flat":
         db._raw = raw

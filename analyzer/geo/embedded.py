@@ -8,7 +8,6 @@ against MANIFEST.json before use so a truncated or tampered cache file is rebuil
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import lzma
 import os
 import shutil
@@ -16,14 +15,7 @@ import tempfile
 from pathlib import Path
 
 from analyzer.geo.datafiles import DATA_DIR, manifest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from analyzer.hashing import file_sha256
 
 
 def _writable_dir(path: Path) -> bool:
@@ -68,7 +60,7 @@ def materialize(name: str, env: dict[str, str] | None = None) -> Path | None:
     want = str(meta.get("sha256", ""))
     stem = name.removesuffix(".xz").removesuffix(".mmdb")
     target = cache_dir(env) / f"{stem}-{want[:16]}.mmdb"
-    if target.is_file() and _sha256(target) == want:
+    if target.is_file() and file_sha256(target) == want:
         return target
     # Write to a private temp file and rename, so parallel batch workers never read a half file.
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{stem}-", suffix=".part")
@@ -76,7 +68,7 @@ def materialize(name: str, env: dict[str, str] | None = None) -> Path | None:
     try:
         with os.fdopen(fd, "wb") as out, lzma.open(src, "rb") as fin:
             shutil.copyfileobj(fin, out, 1 << 20)
-        if _sha256(tmp) != want:
+        if file_sha256(tmp) != want:
             return None
         os.replace(tmp, target)
     except (OSError, lzma.LZMAError):
