@@ -17,6 +17,7 @@ import pandas as pd
 from analyzer.classify.apps import Attribution, DnsIndex, attribute
 from analyzer.classify.roles import CHANNEL_KINDS, KIND_ROLE, ROLES, channel_role, roles_of, split_bytes
 from analyzer.classify.signatures import CONTRACT_APPS, Signatures, load_signatures
+from analyzer.records import records as frame_records
 
 __all__ = ["CONTRACT_APPS", "ROLES", "Signatures", "classify_flows", "load_signatures"]
 
@@ -24,10 +25,22 @@ OUTPUT_COLUMNS = ("app", "app_confidence", "app_evidence", "protocol", "hostname
 
 # Dominant payload kind -> protocol name, for flows whose samples said nothing.
 _KIND_PROTOCOL = {
-    "tls_handshake": "tls", "tls_appdata": "tls", "stun": "stun", "turn_channel": "turn",
-    "dtls_handshake": "dtls", "dtls_appdata": "dtls", "rtp": "rtp", "rtcp": "rtp", "zrtp": "zrtp",
-    "zoom_media": "zoom", "zoom_probe": "zoom", "zoom_control": "zoom", "quic_long": "quic",
-    "quic_short": "quic", "dns": "dns", "sip": "sip",
+    "tls_handshake": "tls",
+    "tls_appdata": "tls",
+    "stun": "stun",
+    "turn_channel": "turn",
+    "dtls_handshake": "dtls",
+    "dtls_appdata": "dtls",
+    "rtp": "rtp",
+    "rtcp": "rtp",
+    "zrtp": "zrtp",
+    "zoom_media": "zoom",
+    "zoom_probe": "zoom",
+    "zoom_control": "zoom",
+    "quic_long": "quic",
+    "quic_short": "quic",
+    "dns": "dns",
+    "sip": "sip",
 }
 
 
@@ -48,11 +61,11 @@ def classify_flows(
     atts = attribute(flows, facts if facts is not None else pd.DataFrame(), dns, sig)
     index = DnsIndex(dns)
     kind_cols = [c for c in flows.columns if c.startswith("kind_bytes_")]
-    kind_names = [c[len("kind_bytes_"):] for c in kind_cols]
+    kind_names = [c[len("kind_bytes_") :] for c in kind_cols]
     kind_matrix = flows[kind_cols].to_numpy(dtype="int64") if kind_cols else None
     fact_rows = _facts_rows(flows, facts)
     cols: dict[str, list] = {c: [] for c in OUTPUT_COLUMNS}
-    for i, (flow, f, att) in enumerate(zip(flows.to_dict("records"), fact_rows, atts, strict=True)):
+    for i, (flow, f, att) in enumerate(zip(frame_records(flows), fact_rows, atts, strict=True)):
         kb = dict(zip(kind_names, kind_matrix[i].tolist(), strict=True)) if kind_matrix is not None else {}
         protocol = _protocol(flow, f, kb)
         cols["app"].append(att.app)
@@ -72,7 +85,7 @@ def classify_flows(
 def _facts_rows(flows: pd.DataFrame, facts: pd.DataFrame | None) -> list[dict]:
     if facts is None or facts.empty:
         return [{} for _ in range(len(flows))]
-    return facts.reindex(flows["flow_id"].to_numpy()).to_dict("records")
+    return frame_records(facts.reindex(flows["flow_id"].to_numpy()))
 
 
 def _val(f: dict, key: str):

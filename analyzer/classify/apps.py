@@ -18,6 +18,7 @@ from functools import lru_cache
 import pandas as pd
 
 from analyzer.classify.signatures import Signatures
+from analyzer.records import records as frame_records
 
 FALLBACK_APPS = frozenset(("sip", "webrtc", "unknown"))
 _CAP = 0.99
@@ -172,8 +173,14 @@ def direct_evidence(flow: dict, facts: dict, dns: DnsIndex, sig: Signatures) -> 
         for name in names[:6]:
             for rule in sig.host_matches(name, "dns"):
                 when = "" if before else " (answer after flow start)"
-                ev.append(Evidence(rule.app, rule.confidence * fac * (1.0 if before else 0.9),
-                                   f"dns:{ip} resolved from {name}{when}, {rule.label}", rule.channel))
+                ev.append(
+                    Evidence(
+                        rule.app,
+                        rule.confidence * fac * (1.0 if before else 0.9),
+                        f"dns:{ip} resolved from {name}{when}, {rule.label}",
+                        rule.channel,
+                    )
+                )
         for hit in sig.range_hits(ip):
             ev.append(Evidence(hit.app, hit.confidence, f"ip:{ip} in {hit.cidr} ({hit.label}, {hit.date})"))
     _port_evidence(flow, facts, sig, ev)
@@ -255,7 +262,7 @@ def combine(evidence: list[Evidence]) -> Attribution:
 def attribute(flows: pd.DataFrame, facts: pd.DataFrame, dns: pd.DataFrame | None, sig: Signatures) -> list[Attribution]:
     """Attribution of every flow (same order as `flows`)."""
     index = DnsIndex(dns)
-    records = flows.to_dict("records")
+    records = frame_records(flows)
     fact_rows = _fact_rows(flows, facts)
     min_conf = sig.inherit.get("min_confidence", 0.35)
     out: list[Attribution] = []
@@ -275,7 +282,7 @@ def _fact_rows(flows: pd.DataFrame, facts: pd.DataFrame | None) -> list[dict]:
     if facts is None or facts.empty:
         return [{} for _ in range(len(flows))]
     f = facts.reindex(flows["flow_id"].to_numpy())
-    return f.to_dict("records")
+    return frame_records(f)
 
 
 def _needs_help(att: Attribution, sig: Signatures) -> bool:
@@ -308,8 +315,11 @@ def _inherit_stun(records: list[dict], fact_rows: list[dict], out: list[Attribut
         if "stun" not in protos and "turn" not in protos:
             continue
         # The local endpoint is the non-public one; with a public vantage point, the client's.
-        local = [(k, p) for k, p in (("client_ip", "client_port"), ("server_ip", "server_port"))
-                 if not is_global(str(flow[k]))] or [("client_ip", "client_port")]
+        local = [
+            (k, p)
+            for k, p in (("client_ip", "client_port"), ("server_ip", "server_port"))
+            if not is_global(str(flow[k]))
+        ] or [("client_ip", "client_port")]
         for ip_key, port_key in local:
             endpoints[(str(flow[ip_key]), int(flow[port_key]))].append(
                 (float(flow["first_ts"]), float(flow["last_ts"]), att.app, int(flow["flow_id"]))
@@ -323,8 +333,13 @@ def _inherit_stun(records: list[dict], fact_rows: list[dict], out: list[Attribut
         for ip_key, port_key in (("client_ip", "client_port"), ("server_ip", "server_port")):
             for first, last, app, src in endpoints.get((str(flow[ip_key]), int(flow[port_key])), []):
                 if src != int(flow["flow_id"]) and first - window <= t <= last + window:
-                    _upgrade(att, app, conf, f"inherit:local {flow[ip_key]}:{flow[port_key]} used for "
-                             f"{app} STUN in flow {src} (P2P rule, {int(window)} s)")
+                    _upgrade(
+                        att,
+                        app,
+                        conf,
+                        f"inherit:local {flow[ip_key]}:{flow[port_key]} used for "
+                        f"{app} STUN in flow {src} (P2P rule, {int(window)} s)",
+                    )
                     break
             else:
                 continue
@@ -354,8 +369,12 @@ def _inherit_ice(records: list[dict], fact_rows: list[dict], out: list[Attributi
         pair = _ufrags(f)
         hit = by_pair.get(pair) if pair else None
         if hit and hit[1] != int(flow["flow_id"]) and _needs_help(att, sig):
-            _upgrade(att, hit[0], conf, f"inherit:ICE username ufrags {'/'.join(sorted(pair))} "
-                     f"also checked in {hit[0]} flow {hit[1]}")
+            _upgrade(
+                att,
+                hit[0],
+                conf,
+                f"inherit:ICE username ufrags {'/'.join(sorted(pair))} also checked in {hit[0]} flow {hit[1]}",
+            )
 
 
 def _inherit_same_ip(records: list[dict], fact_rows: list[dict], out: list[Attribution], sig: Signatures) -> None:
@@ -410,9 +429,12 @@ def _fallback(flow: dict, f: dict, att: Attribution) -> None:
     if "sip" in protos:
         att.app, att.confidence = "sip", 0.9
         att.evidence = ["payload:SIP messages", *weak]
-    elif _get(f, "dtls_use_srtp") or _get(f, "dtls_alpn") in ("webrtc", "c-webrtc") or (
-        {"stun", "dtls"} <= protos
-    ) or _ice(f):
+    elif (
+        _get(f, "dtls_use_srtp")
+        or _get(f, "dtls_alpn") in ("webrtc", "c-webrtc")
+        or ({"stun", "dtls"} <= protos)
+        or _ice(f)
+    ):
         att.app, att.confidence = "webrtc", 0.6
         att.evidence = ["payload:ICE/DTLS-SRTP without an app signature", *weak]
     else:
