@@ -216,9 +216,9 @@ def test_many_tiny_flows_cost_memory_proportional_to_flows() -> None:
         out = {}
         for n in (20000, 100000):
             data = H.tiny_flows_pcap(n)
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            before = _peak_mb()
             scan = scan_capture(data)
-            out[n] = {"flows": len(scan.flows), "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            out[n] = {"flows": len(scan.flows), "peak": _peak_mb(),
                       "before": before}
             del scan, data
         _emit(out)
@@ -249,7 +249,7 @@ def test_many_tiny_flows_through_analyze_cost_bounded_memory_per_flow() -> None:
             from analyzer.session import analyze
             from tests.fuzz import hostile as H
             session = analyze(H.tiny_flows_pcap({n}))
-            _emit({{"flows": len(session.flows), "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}})
+            _emit({{"flows": len(session.flows), "peak": _peak_mb()}})
             """,
             timeout=300,
         )

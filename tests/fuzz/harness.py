@@ -59,21 +59,37 @@ def watchdog(seconds: float, what: str = "call") -> Iterator[None]:
 def run_measured(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> dict:
     """Run `code` in a fresh interpreter; it must print one JSON object as its last line.
 
-    The returned dict gains `peak_rss_mb` (ru_maxrss of that process) and `baseline_rss_mb` (RSS
+    The returned dict gains `peak_rss_mb` (VmHWM of that process) and `baseline_rss_mb` (RSS
     after the imports the snippet needs, measured before the snippet's work starts).
     """
     prologue = textwrap.dedent(
         """
         import json as _json, resource as _resource
+        def _peak_mb():
+            # VmHWM belongs to this process image. ru_maxrss does not: Linux carries the parent's
+            # peak across fork+exec, so a child of a large pytest process starts "at" its size.
+            try:
+                with open("/proc/self/status") as fh:
+                    for line in fh:
+                        if line.startswith("VmHWM:"):
+                            return int(line.split()[1]) / 1024
+            except OSError:
+                pass
+            return _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1024
         import numpy, pandas, analyzer.scan, analyzer.session  # imports are not the bound under test
-        _BASE = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1024
+        _BASE = _peak_mb()
         def _emit(result):
-            result["peak_rss_mb"] = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1024
+            result["peak_rss_mb"] = _peak_mb()
             result["baseline_rss_mb"] = _BASE
             print(_json.dumps(result))
         """
     )
-    full_env = {**os.environ, **(env or {})}
+    # A Dask LocalCluster started earlier in the session leaves MALLOC_TRIM_THRESHOLD_,
+    # OMP_NUM_THREADS and __DASK_* in os.environ; they change the child's memory profile (its
+    # baseline RSS doubled), so measurements start from an environment without them.
+    leaked = ("MALLOC_", "OMP_NUM_THREADS", "__DASK", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(leaked)}
+    full_env = {**base_env, **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-c", prologue + textwrap.dedent(code)],
         capture_output=True,
