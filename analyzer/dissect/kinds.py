@@ -316,16 +316,32 @@ def payload_kinds(
     dport = np.asarray(dport, dtype=np.int64)
     b = _Bytes(buf, off, plen)
     has = plen > 0
-    udp = has & (proto == PROTO_UDP)
-    tcp = has & (proto == PROTO_TCP)
-    b0, b1 = b.at(0), b.at(1)
+    out = np.where(has, OTHER, NONE).astype(np.uint8)
+    # Each transport's rules run on its own packets only: on a TCP-heavy capture the UDP
+    # demultiplexing (most of the work) then touches a fraction of the packets.
+    udp = np.flatnonzero(has & (proto == PROTO_UDP))
+    if udp.size:
+        out[udp] = _udp_kinds(b.subset(udp), sport[udp], dport[udp])
+    tcp = np.flatnonzero(has & (proto == PROTO_TCP))
+    if tcp.size:
+        out[tcp] = _tcp_kinds(b.subset(tcp), sport[tcp], dport[tcp])
+    return out
 
+
+def _sip(b: _Bytes, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
+    sip_first = member(b.at(0), sorted({p[0] for p in SIP_PREFIXES}))
+    return _on(sip_first, b, lambda x, n: _sip_text(x)) | _port_in(sport, dport, SIP_PORTS)
+
+
+def _udp_kinds(b: _Bytes, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
+    """Kinds of UDP payloads (all non-empty)."""
+    plen = b.length
+    b0 = b.at(0)
     dns_port = _port_in(sport, dport, DNS_PORTS)
-    sip_first = member(b0, sorted({p[0] for p in SIP_PREFIXES}))
-    sip = _on(has & sip_first, b, lambda x, n: _sip_text(x)) | _port_in(sport, dport, SIP_PORTS)
+    sip = _sip(b, sport, dport)
 
     # RFC 7983 / 9443 first-byte demultiplexing, with the extra checks each parser applies.
-    stun = _on(udp & ((b0 <= 0x3F) | (b0 == 0xFF)), b, _stun)
+    stun = _on((b0 <= 0x3F) | (b0 == 0xFF), b, _stun)
     turn = (b0 >= 0x40) & (b0 <= 0x4F) & (plen >= 4)  # RFC 8656 12: channels 0x4000-0x4FFF
     spare = plen - 4 - b.u16(2)
     turn &= (spare >= 0) & (spare <= 3)  # padding to 4 bytes is allowed, never more
@@ -344,11 +360,10 @@ def payload_kinds(
     zoom_port = ((sport >= ZOOM_PORT_LO) & (sport <= ZOOM_PORT_HI)) | (
         (dport >= ZOOM_PORT_LO) & (dport <= ZOOM_PORT_HI)
     )
-    zs_cand = udp & zoom_port & (b0 >= 0x01) & (b0 <= 0x05)
-    zs_media, zs_probe, zs_control = _on(zs_cand, b, _zoom_sfu)
-    zp_cand = udp & member(b0, (0x0F, 0x10, 0x0D, 0x1E, 0x21, 0x22, 0x23, 0x15, 0x1F))
+    zs_media, zs_probe, zs_control = _on(zoom_port & (b0 >= 0x01) & (b0 <= 0x05), b, _zoom_sfu)
+    zp_cand = member(b0, (0x0F, 0x10, 0x0D, 0x1E, 0x21, 0x22, 0x23, 0x15, 0x1F))
     zp_media, zp_probe, zp_control = _on(zp_cand, b, _zoom_p2p)
-    v2 = udp & (b0 >= 128) & (b0 <= 191)  # RFC 7983: RTP/RTCP range
+    v2 = (b0 >= 128) & (b0 <= 191)  # RFC 7983: RTP/RTCP range
     rtcp = _on(v2, b, lambda x, n: _rtcp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
     rtp = _on(v2, b, lambda x, n: _rtp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
     # RFC 9000 17.2: long header (form + fixed bit), DCID length <= 20; on port 443 or a known version.
@@ -358,8 +373,7 @@ def payload_kinds(
     quic_long = (b0 >= 0xC0) & (plen >= 7) & (b.at(5) >= 0) & (b.at(5) <= 20) & (quic_port | known)
     # RFC 9000 17.3: short header (form 0, fixed bit 1); too weak alone, so port 443 only.
     quic_short = (b0 >= 0x40) & (b0 <= 0x7F) & (plen >= 21) & quic_port
-
-    udp_rules = [
+    rules = [
         (dns_port, DNS),
         (stun, STUN),
         (turn, TURN_CHANNEL),
@@ -378,20 +392,22 @@ def payload_kinds(
         (quic_long, QUIC_LONG),
         (quic_short, QUIC_SHORT),
     ]
+    return np.select([c for c, _ in rules], [k for _, k in rules], default=OTHER).astype(np.uint8)
+
+
+def _tcp_kinds(b: _Bytes, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
+    """Kinds of TCP payloads (all non-empty)."""
+    b0, b1 = b.at(0), b.at(1)
     # TLS record layer (RFC 8446 5.1): type 20-23, legacy version 0x03 0x00-0x04.
     tls = member(b0, (20, 21, 22, 23)) & (b1 == 3) & (b.at(2) >= 0) & (b.at(2) <= 4)
-    tcp_rules = [
+    rules = [
         (_port_in(sport, dport, (53,)), DNS),  # DNS over TCP (RFC 7766)
         (tls & (b0 == 23), TLS_APPDATA),
         (tls, TLS_HANDSHAKE),
-        (_on(tcp & (b0 >= 0) & (b0 <= 0x3F), b, _stun_tcp), STUN),
-        (sip, SIP),
+        (_on((b0 >= 0) & (b0 <= 0x3F), b, _stun_tcp), STUN),
+        (_sip(b, sport, dport), SIP),
     ]
-    conds = [udp & c for c, _ in udp_rules] + [tcp & c for c, _ in tcp_rules]
-    codes = [k for _, k in udp_rules] + [k for _, k in tcp_rules]
-    conds += [udp, tcp, has]
-    codes += [OTHER, TCP, OTHER]
-    return np.select(conds, codes, default=NONE).astype(np.uint8)
+    return np.select([c for c, _ in rules], [k for _, k in rules], default=TCP).astype(np.uint8)
 
 
 def kind_name(code: int) -> str:
