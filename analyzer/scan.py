@@ -256,7 +256,7 @@ def scan_capture(
         acc = FlowAccumulator()
         sampler = _Sampler() if keep_samples else None
         media_tap = MediaTap() if media else None
-        for prepared in prepared_chunks(reader):
+        for prepared in prepared_chunks(reader, THREADS):
             chunk = prepared[0]
             d = finish_chunk(prepared, state, reader.info)
             if d is not None:
