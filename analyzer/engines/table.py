@@ -14,6 +14,8 @@ import struct
 import numpy as np
 import pandas as pd
 
+from analyzer.flows import FLOW_COLUMNS
+
 # Columns every engine fills, one row per frame that yielded an IP header.
 PACKET_COLUMNS = (
     "frame",  # 1-based frame number
@@ -107,28 +109,8 @@ def _endpoint_order(ip: pd.Series) -> pd.Series:
 
 def packets_to_flows(pk: pd.DataFrame) -> pd.DataFrame:
     """Group packet rows into bidirectional flows (client = first sender, or SYN sender)."""
-    cols = [
-        "flow_id",
-        "transport",
-        "ip_version",
-        "client_ip",
-        "client_port",
-        "server_ip",
-        "server_port",
-        "first_ts",
-        "last_ts",
-        "first_ts_ns",
-        "last_ts_ns",
-        "packets_c2s",
-        "packets_s2c",
-        "bytes_c2s",
-        "bytes_s2c",
-        "packets",
-        "bytes",
-        "tcp_rtt_ms",
-        "community_id",
-        "encap",
-    ]
+    # The same columns as the native table: the engines are compared column by column.
+    cols = list(FLOW_COLUMNS)
     if pk.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
     pk = attribute_fragments(pk)
