@@ -1,0 +1,1 @@
+"""Data files shipped with confscope: signatures, regions, embedded geolocation data."""
