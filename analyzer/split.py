@@ -29,17 +29,14 @@ import numpy as np
 
 from analyzer.capture import walk
 from analyzer.capture.reader import DEFAULT_MAX_CAPLEN, MAX_CAPLEN, WalkOut
+from analyzer.capture.sniff import PCAP_MAGICS as SNIFFED_PCAP_MAGICS
+from analyzer.capture.sniff import PCAPNG_SHB
 from analyzer.parallel import run_ordered
 from analyzer.partscan import PartScan, combine_parts, merge_infos, scan_part
 from analyzer.scan import ScanResult, scan_capture
 
-PCAP_MAGICS = {
-    b"\xd4\xc3\xb2\xa1": False,
-    b"\x4d\x3c\xb2\xa1": False,  # little-endian (us, ns)
-    b"\xa1\xb2\xc3\xd4": True,
-    b"\xa1\xb2\x3c\x4d": True,  # big-endian
-}
-PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+# magic -> big-endian, from the one table that recognises containers
+PCAP_MAGICS = {magic: order == "big" for magic, (order, _exp) in SNIFFED_PCAP_MAGICS.items()}
 WALK_STEP = 4096  # records per walker call: the granularity of boundaries
 MIN_PART_BYTES = 1 << 20
 

@@ -119,9 +119,9 @@ class CaptureReader:
         else:
             yield from self._pcapng_chunks()
 
-    def _buffers(self, carry: np.ndarray, need: int) -> tuple[np.ndarray, bool]:
-        """A new buffer that starts with `carry` and is topped up from the stream."""
-        size = max(self.chunk_bytes, need, len(carry) * 2)
+    def _buffers(self, carry: np.ndarray) -> tuple[np.ndarray, bool]:
+        """A new buffer that starts with `carry` and is topped up from the stream; True at the end."""
+        size = max(self.chunk_bytes, len(carry) * 2)
         buf = np.empty(size, dtype=np.uint8)
         buf[: len(carry)] = carry
         room = size - len(carry)
@@ -152,7 +152,7 @@ class CaptureReader:
         last_sec: int | None = None
         eof = False
         while True:
-            buf, eof = self._buffers(carry, 0) if not eof else (carry, True)
+            buf, eof = self._buffers(carry)
             pos = 0
             while True:
                 n, pos, status = walk.pcap_walker(
@@ -200,7 +200,7 @@ class CaptureReader:
         last_ts = 0
         self.info.ts_resolution = "per-interface"
         while True:
-            buf, eof = self._buffers(carry, 0) if not eof else (carry, True)
+            buf, eof = self._buffers(carry)
             pos = 0
             need_more = False
             while pos < len(buf):
@@ -384,7 +384,6 @@ class CaptureReader:
 
     def _note_resync(self, what: str, file_off: int, skipped: int) -> None:
         self.info.skipped["corrupt_record"] += 1
-        self._resync_bytes = getattr(self, "_resync_bytes", 0) + skipped
         events = self.info.skipped["corrupt_record"]
         if events <= RESYNC_WARNINGS:
             self.info.warn(f"corrupt {what} at byte {file_off}: skipped {skipped} bytes to resynchronise")
