@@ -68,24 +68,13 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list[
 
 
 def validate_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Check session options before any work starts; returns them with defaults filled in (the
-    anonymisation key resolved from env:/file: forms, so workers need not see the environment)."""
+    """Check session options before any work starts; returns them normalised (the anonymisation
+    key resolved from env:/file: forms, so workers need not see the environment)."""
     unknown = sorted(set(options) - set(SESSION_OPTIONS))
     if unknown:
         raise OptionError(f"unknown option(s): {', '.join(unknown)}; expected one of {', '.join(SESSION_OPTIONS)}")
     opts = {k: options.get(k) for k in SESSION_OPTIONS}
-    geoip = opts["geoip"] or []
-    opts["geoip"] = [geoip] if isinstance(geoip, str | os.PathLike) else [os.fspath(g) for g in geoip]
-    if opts["anonymize"]:
-        from analyzer.anonymize import resolve_key
-
-        try:
-            opts["anonymize"] = resolve_key(opts["anonymize"])
-        except ValueError as exc:
-            raise OptionError(f"anonymize: {exc}") from None
-    opts["anonymize_servers"] = bool(opts["anonymize_servers"])
-    prepare_options(**opts)
-    return opts
+    return prepare_options(**opts).as_options(opts)
 
 
 def options_hash(options: dict[str, Any], formats: Iterable[str] = ()) -> str:

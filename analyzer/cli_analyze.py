@@ -40,7 +40,6 @@ def run_analyze(args: argparse.Namespace) -> int:
     from analyzer.session import analyze
 
     formats = parse_formats(args.format)
-    key = anonymize_key(args)
     # Redirected output (CI logs, `| tee`) would otherwise wrap at 80 columns.
     console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 132)
     worst = EXIT_OK
@@ -56,7 +55,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                     policy=args.policy,
                     vantage=args.vantage,
                     progress=progress,
-                    anonymize=key,
+                    anonymize=getattr(args, "anonymize", None),
                     anonymize_servers=getattr(args, "anonymize_servers", False),
                 )
         except OptionError:
@@ -73,19 +72,6 @@ def run_analyze(args: argparse.Namespace) -> int:
         console.print(f"reports: {', '.join(str(p) for p in written.values())}", markup=False, highlight=False)
         worst = max(worst, session.exit_code)
     return worst
-
-
-def anonymize_key(args: argparse.Namespace) -> str | None:
-    """The --anonymize key (literal, env:NAME or file:PATH), or None."""
-    spec = getattr(args, "anonymize", None)
-    if not spec:
-        return None
-    from analyzer.anonymize import resolve_key
-
-    try:
-        return resolve_key(spec)
-    except ValueError as exc:
-        raise OptionError(f"--anonymize: {exc}") from None
 
 
 def run_demo(args: argparse.Namespace) -> int:

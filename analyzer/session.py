@@ -137,9 +137,18 @@ class SessionOptions:
     anonymize_servers: bool
     recorded: dict[str, Any]  # what the report's `options` shows (never the anonymisation key)
 
+    def as_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The options normalised (geoip as a list, key resolved), to ship to other processes."""
+        return {
+            **given,
+            "geoip": list(self.geoip),
+            "anonymize": self.anonymize,
+            "anonymize_servers": self.anonymize_servers,
+        }
+
 
 def prepare_options(
-    geoip: Iterable[str] | str = (),
+    geoip: Iterable[str] | str | None = (),
     allow: str | list[str] | None = None,
     region: str | None = None,
     policy: str | Path | None = None,
@@ -152,7 +161,14 @@ def prepare_options(
 
     pol = build_policy(allow, region, policy)
     stated = parse_vantage(vantage) if vantage else None
-    paths = [os.fspath(geoip)] if isinstance(geoip, str | os.PathLike) else [os.fspath(g) for g in geoip]
+    if isinstance(anonymize, str) and anonymize:
+        from analyzer.anonymize import resolve_key
+
+        try:  # `env:NAME` and `file:PATH` keep the key out of process listings and shell history
+            anonymize = resolve_key(anonymize)
+        except ValueError as exc:
+            raise OptionError(str(exc)) from None
+    paths = [os.fspath(geoip)] if isinstance(geoip, str | os.PathLike) else [os.fspath(g) for g in geoip or ()]
     for p in paths:
         if not Path(p).is_file():
             raise OptionError(f"--geoip {p}: no such file")
