@@ -32,20 +32,11 @@ def flow_table(
     flows = result.flows
     base = [c for c in flows.columns if c not in INTERNAL_COLUMNS and not c.startswith("kind_")]
     if dissect and len(flows):
+        from analyzer.classify import classify_scan
+
         flows = classify_scan(result)
         base += [c for c in CLASSIFIED_COLUMNS if c in flows]
     return flows[base], result.info.as_dict()
-
-
-def classify_scan(result) -> pd.DataFrame:
-    """Dissect the samples and attribute apps and roles; the dissection facts are kept as columns."""
-    from analyzer.classify import classify_flows
-    from analyzer.dissect import dissect_flows
-
-    dissected = dissect_flows(result.flows, result.samples)
-    classified = classify_flows(result.flows, dissected.facts, dissected.dns)
-    facts = dissected.facts.drop(columns=[c for c in dissected.facts.columns if c in classified.columns])
-    return classified.join(facts, on="flow_id")
 
 
 def write_flow_table(flows: pd.DataFrame, fmt: str, output: str) -> None:

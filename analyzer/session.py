@@ -254,7 +254,7 @@ def build_session(
     options: dict[str, Any],
     sha256: str | None = None,
 ) -> Session:
-    from analyzer.flowtable import classify_scan
+    from analyzer.classify import classify_scan
     from analyzer.geo.annotate import annotate_flows
 
     flows = classify_scan(scan) if len(scan.flows) else _empty_classified(scan.flows)

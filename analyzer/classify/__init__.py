@@ -19,7 +19,7 @@ from analyzer.classify.roles import CHANNEL_KINDS, KIND_ROLE, ROLES, channel_rol
 from analyzer.classify.signatures import CONTRACT_APPS, Signatures, load_signatures
 from analyzer.records import records as frame_records
 
-__all__ = ["CONTRACT_APPS", "ROLES", "Signatures", "classify_flows", "load_signatures"]
+__all__ = ["CONTRACT_APPS", "ROLES", "Signatures", "classify_flows", "classify_scan", "load_signatures"]
 
 OUTPUT_COLUMNS = ("app", "app_confidence", "app_evidence", "protocol", "hostname", "roles", "bytes_by_role")
 
@@ -80,6 +80,16 @@ def classify_flows(
         out[col] = pd.Series(values, index=out.index, dtype=object)
     out["app_confidence"] = out["app_confidence"].astype(float)
     return out
+
+
+def classify_scan(result) -> pd.DataFrame:
+    """Dissect a scan's samples and attribute apps and roles; the dissection facts stay as columns."""
+    from analyzer.dissect import dissect_flows
+
+    dissected = dissect_flows(result.flows, result.samples)
+    classified = classify_flows(result.flows, dissected.facts, dissected.dns)
+    facts = dissected.facts.drop(columns=[c for c in dissected.facts.columns if c in classified.columns])
+    return classified.join(facts, on="flow_id")
 
 
 def _facts_rows(flows: pd.DataFrame, facts: pd.DataFrame | None) -> list[dict]:
