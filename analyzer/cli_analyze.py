@@ -7,9 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from analyzer.cli import EXIT_OK, EXIT_USAGE, progress_bar
 from analyzer.errors import ConfscopeError, OptionError
-
-EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
 
 
 def parse_formats(text: str) -> list[str]:
@@ -35,7 +34,6 @@ def report_dir(out: str | Path, capture: str | Path, used: set[str]) -> Path:
 def run_analyze(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from analyzer.cli import progress_bar
     from analyzer.report import render_summary
     from analyzer.session import analyze
 

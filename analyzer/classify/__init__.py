@@ -15,7 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analyzer.classify.apps import Attribution, DnsIndex, attribute
-from analyzer.classify.roles import CHANNEL_KINDS, KIND_ROLE, ROLES, channel_role, roles_of, split_bytes
+from analyzer.classify.roles import ROLES, channel_role, roles_of, split_bytes
 from analyzer.classify.signatures import CONTRACT_APPS, Signatures, load_signatures
 from analyzer.records import records as frame_records
 
@@ -150,8 +150,3 @@ def _roles(
     total = int(flow.get("bytes") or 0)
     split = split_bytes(total, kb, chan)
     return split, roles_of(split, chan, transport, att.channel, sdp_keys)
-
-
-# Re-exported for callers that build their own splits (report, tests).
-KIND_ROLES = KIND_ROLE
-CHANNEL_KIND_NAMES = CHANNEL_KINDS

@@ -9,7 +9,6 @@ import numpy as np
 from analyzer.decode.fields import member, u8, u16, u32, u64_be
 from analyzer.decode.link import ETH_IPV4, ETH_IPV6
 
-IPV4_MAPPED_HI = np.uint64(0)
 IPV4_MAPPED_PREFIX = np.uint64(0xFFFF00000000)
 IPV6_EXT_LENGTH8 = (0, 43, 60, 135, 139, 140)  # length in 8-octet units, not counting the first 8
 IPV6_FRAGMENT = 44
