@@ -57,6 +57,9 @@ def flow_keys(c: dict[str, np.ndarray]) -> np.ndarray:
     return mix_columns(c["a_hi"], c["a_lo"], c["b_hi"], c["b_lo"], c["a_port"], c["b_port"], c["proto"])
 
 
+Table = dict[str, np.ndarray]  # a partial flow table as columns; "key" holds the flow keys
+
+
 def aggregate(
     c: dict[str, np.ndarray],
     codes: np.ndarray,
@@ -69,11 +72,24 @@ def aggregate(
     n_kinds: int,
 ) -> pd.DataFrame:
     """One partial flow table for the packets of a chunk (`codes` index into `uniq`)."""
+    return table_frame(aggregate_table(c, codes, uniq, ts, wire, flags, encap, kinds, n_kinds))
+
+
+def aggregate_table(
+    c: dict[str, np.ndarray],
+    codes: np.ndarray,
+    uniq: np.ndarray,
+    ts: np.ndarray,
+    wire: np.ndarray,
+    flags: np.ndarray,
+    encap: np.ndarray,
+    kinds: np.ndarray | None,
+    n_kinds: int,
+) -> Table:
+    """`aggregate` as plain columns (no DataFrame: a chunk's table is merged, not shown)."""
     k = uniq.shape[0]
     n = codes.shape[0]
     d = c["dir"]
-    cm = np.maximum.accumulate(codes)
-    first_pos = np.flatnonzero(np.r_[True, cm[1:] > cm[:-1]])  # codes appear in order 0..k-1
     if n > 1 and not (np.diff(ts) >= 0).all():
         first_ns = np.full(k, NO_TS, np.int64)
         np.minimum.at(first_ns, codes, ts)
@@ -83,11 +99,15 @@ def aggregate(
         first_pos = np.full(k, n, np.int64)
         np.minimum.at(first_pos, codes[at_first], at_first)
     else:
+        # Time-ordered packets: a group's first packet is its first occurrence, its last the last.
+        first_pos = np.full(k, n, np.int64)
+        first_pos[codes[::-1]] = np.arange(n - 1, -1, -1)
         first_ns = ts[first_pos]
         last_ns = np.zeros(k, np.int64)
         last_ns[codes] = ts  # later writes win: the last packet of each group
     ab = d == 0
-    table = {name: c[name][first_pos] for name in KEY_COLUMNS}
+    table: Table = {"key": np.asarray(uniq, dtype=np.uint64)}
+    table.update({name: c[name][first_pos] for name in KEY_COLUMNS})
     table["first_ns"] = first_ns
     table["last_ns"] = last_ns
     table["first_dir"] = d[first_pos]
@@ -115,12 +135,62 @@ def aggregate(
     table["encap"] = enc
     if kinds is not None:
         flat = codes.astype(np.int64) * n_kinds + kinds
-        kb = np.bincount(flat, weights=wire, minlength=k * n_kinds).reshape(k, n_kinds)
-        kp = np.bincount(flat, minlength=k * n_kinds).reshape(k, n_kinds)
-        for j in range(n_kinds):
-            table[f"kb_{j}"] = kb[:, j].astype(np.int64)
-            table[f"kp_{j}"] = kp[:, j].astype(np.int64)
-    return pd.DataFrame(table, index=pd.Index(uniq, name="key"))
+        table["kb"] = np.bincount(flat, weights=wire, minlength=k * n_kinds).reshape(k, n_kinds).astype(np.int64)
+        table["kp"] = np.bincount(flat, minlength=k * n_kinds).reshape(k, n_kinds).astype(np.int64)
+    return table
+
+
+def merge_tables(tables: list[Table]) -> Table:
+    """Merge partial tables exactly (order of parts does not matter), with numpy only."""
+    tables = [t for t in tables if t["key"].shape[0]]
+    if len(tables) <= 1:
+        return tables[0] if tables else {}
+    cat = {name: np.concatenate([t[name] for t in tables]) for name in tables[0]}
+    key = cat["key"]
+    # The earliest packet decides the first direction, the earliest SYN the client: within each
+    # key, rows sorted by time (ties in part order, lexsort is stable) and the first one taken.
+    order = np.lexsort((cat["first_ns"], key))
+    sk = key[order]
+    starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+    if starts.shape[0] == key.shape[0]:
+        return cat
+    firsts = order[starts]
+    out: Table = {"key": sk[starts]}
+    for name in (*KEY_COLUMNS, "first_ns", "first_dir", "first_flags"):
+        out[name] = cat[name][firsts]
+    out["last_ns"] = np.maximum.reduceat(cat["last_ns"][order], starts)
+    for name in (*SUM_COLUMNS, "kb", "kp"):
+        if name in cat:
+            out[name] = np.add.reduceat(cat[name][order], starts, axis=0)
+    out["synack_ns"] = np.minimum.reduceat(cat["synack_ns"][order], starts)
+    out["encap"] = np.bitwise_or.reduceat(cat["encap"][order], starts)
+    by_syn = np.lexsort((cat["syn_ns"], key))[starts]  # same groups: the keys sort identically
+    out["syn_ns"], out["syn_dir"] = cat["syn_ns"][by_syn], cat["syn_dir"][by_syn]
+    return {name: out[name] for name in cat}
+
+
+def table_frame(table: Table) -> pd.DataFrame:
+    """A partial table as the DataFrame that travels between workers (kinds as kb_j/kp_j columns)."""
+    if not table:
+        return pd.DataFrame()
+    cols = {name: v for name, v in table.items() if name not in ("key", "kb", "kp")}
+    for name in ("kb", "kp"):
+        if name in table:
+            cols.update({f"{name}_{j}": table[name][:, j] for j in range(table[name].shape[1])})
+    return pd.DataFrame(cols, index=pd.Index(table["key"], name="key"))
+
+
+def frame_table(df: pd.DataFrame) -> Table:
+    """The inverse of table_frame."""
+    if df.empty:
+        return {"key": np.zeros(0, np.uint64)}
+    table: Table = {"key": df.index.to_numpy().astype(np.uint64)}
+    table.update({name: df[name].to_numpy() for name in df.columns if not name.startswith(("kb_", "kp_"))})
+    for name in ("kb", "kp"):
+        cols = sorted((c for c in df.columns if c.startswith(name + "_")), key=lambda c: int(c[3:]))
+        if cols:
+            table[name] = np.column_stack([df[c].to_numpy() for c in cols])
+    return table
 
 
 def merge_partials(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -130,22 +200,7 @@ def merge_partials(parts: list[pd.DataFrame]) -> pd.DataFrame:
         return pd.DataFrame()
     if len(parts) == 1:
         return parts[0]
-    df = pd.concat(parts)
-    if df.index.is_unique:
-        return df
-    # The earliest packet decides the first direction: sort by time, then take the first row.
-    df = df.sort_values("first_ns", kind="stable")
-    g = df.groupby(level=0, sort=False)
-    sums = [c for c in df.columns if c in SUM_COLUMNS or c.startswith(("kb_", "kp_"))]
-    out = g[[*KEY_COLUMNS, "first_ns", "first_dir", "first_flags"]].first()
-    out["last_ns"] = g["last_ns"].max()
-    out[sums] = g[sums].sum()
-    out["synack_ns"] = g["synack_ns"].min()
-    out["encap"] = g["encap"].agg(np.bitwise_or.reduce)
-    by_syn = df.sort_values("syn_ns", kind="stable").groupby(level=0, sort=False)
-    out["syn_ns"] = by_syn["syn_ns"].first()
-    out["syn_dir"] = by_syn["syn_dir"].first()
-    return out[df.columns]
+    return table_frame(merge_tables([frame_table(p) for p in parts]))
 
 
 def ip_text(hi: np.ndarray, lo: np.ndarray) -> list[str]:

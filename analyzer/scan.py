@@ -19,7 +19,16 @@ from analyzer.decode import DecodeState, Fragments, PacketColumns, attribute_fra
 from analyzer.decode import reasons as R
 from analyzer.decode.fields import member
 from analyzer.dissect.kinds import KIND_NAMES, payload_kinds
-from analyzer.flows import TRANSPORT_NAMES, aggregate, canonical, finalize, flow_keys, merge_partials
+from analyzer.flows import (
+    TRANSPORT_NAMES,
+    Table,
+    aggregate_table,
+    canonical,
+    finalize,
+    flow_keys,
+    merge_tables,
+    table_frame,
+)
 from analyzer.media import MediaResult, MediaTap
 
 # Low-volume kinds whose every packet (up to SAMPLE_CONTROL) dissection wants to see. TLS and QUIC
@@ -206,16 +215,16 @@ class FlowAccumulator:
     """Partial flow tables of successive chunks, merged now and then to keep memory bounded."""
 
     def __init__(self) -> None:
-        self.parts: list[pd.DataFrame] = []
+        self.parts: list[Table] = []
         self.rows = 0
 
     def add(self, d: DecodedChunk) -> None:
-        codes, uniq = pd.factorize(d.keys)
+        codes, uniq = _factorize(d.keys)
         chunk, cols, idx = d.chunk, d.cols, d.idx
-        part = aggregate(
+        part = aggregate_table(
             d.c,
             codes,
-            np.asarray(uniq, dtype=np.uint64),
+            uniq,
             chunk.ts_ns[idx],
             chunk.wirelen[idx].astype(np.int64),
             cols.tcp_flags[idx].astype(np.int64),
@@ -224,15 +233,21 @@ class FlowAccumulator:
             len(KIND_NAMES),
         )
         self.parts.append(part)
-        self.rows += len(part)
+        self.rows += part["key"].shape[0]
         # Merge by rows (many flows) and by count (many chunks of the same flows): either way the
         # pending tables stay bounded, so memory does not grow with the length of the capture.
         if (self.rows > MERGE_EVERY_ROWS or len(self.parts) >= MERGE_EVERY_PARTS) and len(self.parts) > 1:
-            self.parts = [merge_partials(self.parts)]
-            self.rows = len(self.parts[0])
+            self.parts = [merge_tables(self.parts)]
+            self.rows = self.parts[0]["key"].shape[0]
 
     def merged(self) -> pd.DataFrame:
-        return merge_partials(self.parts)
+        return table_frame(merge_tables(self.parts))
+
+
+def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, unique keys) with numpy: a sort of one chunk's keys, no hash table needed."""
+    uniq, codes = np.unique(keys, return_inverse=True)
+    return codes.reshape(-1), uniq
 
 
 def warn_decode_counters(info: CaptureInfo, counters: Counter) -> None:

@@ -9,8 +9,9 @@ Python walkers (the tests check both give identical results).
 
 from __future__ import annotations
 
-import os
 import struct
+
+from analyzer.compiled import load
 
 # Walk status codes returned to the reader.
 WALK_OK = 0  # stopped because the buffer holds no further complete record, or `out` is full
@@ -98,13 +99,10 @@ def walk_pcapng(buf, pos, end, big, out_off, out_cap, out_wire, out_tshi, out_ts
 
 
 def _select():
-    if os.environ.get("CONFSCOPE_PURE_PYTHON"):
+    walk = load("analyzer.capture._walk")
+    if walk is None:
         return walk_pcap, walk_pcapng, False
-    try:
-        from analyzer.capture import _walk
-    except ImportError:
-        return walk_pcap, walk_pcapng, False
-    return _walk.walk_pcap, _walk.walk_pcapng, True
+    return walk.walk_pcap, walk.walk_pcapng, True
 
 
 pcap_walker, pcapng_walker, COMPILED = _select()

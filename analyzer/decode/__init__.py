@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.capture.model import FrameChunk
+from analyzer.compiled import load
 from analyzer.decode import reasons as R
 from analyzer.decode.fields import member, u16
 from analyzer.decode.link import ETH_IPV4, ETH_IPV6, ethertype_chain, link_layer
@@ -19,6 +20,7 @@ from analyzer.hashing import mix_columns
 
 MAX_TUNNEL_DEPTH = 4
 MAX_PENDING_FRAGMENTS = 65536
+_compiled = load("analyzer.decode._decode")
 
 
 @dataclass
@@ -79,6 +81,52 @@ def attribute_fragments(cols: PacketColumns, frags: Fragments, state: DecodeStat
 
 def decode_frames(chunk: FrameChunk) -> tuple[PacketColumns, Fragments, Counter]:
     """Everything of decoding that needs no state from other chunks (safe to run in a thread)."""
+    if _compiled is None:
+        return decode_frames_numpy(chunk)
+    return decode_frames_compiled(chunk)
+
+
+def decode_frames_compiled(chunk: FrameChunk) -> tuple[PacketColumns, Fragments, Counter]:
+    """decode_frames through the C loop of _decode.c: the same columns, one pass over the frames."""
+    n = len(chunk)
+    cols = PacketColumns(
+        status=np.empty(n, np.uint8),
+        ver=np.empty(n, np.uint8),
+        proto=np.empty(n, np.uint8),
+        src_hi=np.empty(n, np.uint64),
+        src_lo=np.empty(n, np.uint64),
+        dst_hi=np.empty(n, np.uint64),
+        dst_lo=np.empty(n, np.uint64),
+        sport=np.empty(n, np.int32),
+        dport=np.empty(n, np.int32),
+        tcp_flags=np.empty(n, np.int32),
+        tcp_seq=np.empty(n, np.int64),
+        l4_off=np.empty(n, np.int64),
+        l4_len=np.empty(n, np.int32),
+        encap=np.empty(n, np.int64),
+        fragment_tail=np.zeros(n, bool),
+    )
+    frags = Fragments(np.empty(n, np.int64), np.empty(n, bool), np.empty(n, np.int64))
+    outputs = (
+        cols.status, cols.ver, cols.proto, cols.src_hi, cols.src_lo, cols.dst_hi, cols.dst_lo, cols.sport,
+        cols.dport, cols.tcp_flags, cols.tcp_seq, cols.l4_off, cols.l4_len, cols.encap, frags.frag_off,
+        frags.more, frags.frag_id,
+    )  # fmt: skip
+    too_deep = _compiled.decode_frames(
+        chunk.buf,
+        np.ascontiguousarray(chunk.data_off, np.int64),
+        np.ascontiguousarray(chunk.caplen, np.int64),
+        np.ascontiguousarray(chunk.linktype, np.int32),
+        outputs,
+    )
+    counters: Counter = Counter()
+    if too_deep:
+        counters["tunnel_depth_exceeded"] += too_deep
+    return cols, frags, counters
+
+
+def decode_frames_numpy(chunk: FrameChunk) -> tuple[PacketColumns, Fragments, Counter]:
+    """decode_frames with numpy only: the reference the compiled loop is tested against."""
     counters: Counter = Counter()
     buf = chunk.buf
     start = chunk.data_off
@@ -143,7 +191,7 @@ def decode_frames(chunk: FrameChunk) -> tuple[PacketColumns, Fragments, Counter]
             sub_pos = cur_pos[eth]
             t, p = ethertype_chain(
                 buf,
-                u16(buf, sub_pos + 12),
+                np.where(sub_pos + 14 <= end[nxt[eth]], u16(buf, sub_pos + 12), -1),
                 sub_pos + 14,
                 end[nxt[eth]],
                 sub_enc := np.zeros(sub_pos.shape[0], np.int64),

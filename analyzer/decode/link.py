@@ -88,7 +88,7 @@ def ethertype_chain(
             done |= live & bos
         pos[idx] = p
         # After the bottom label there is no type field: guess IP from the version nibble.
-        et[idx] = np.where(done, version_to_ethertype(buf, p), -1)
+        et[idx] = np.where(done & (p < end[idx]), version_to_ethertype(buf, p), -1)
         encap[idx] |= R.ENCAP_MPLS
     pppoe = (et == PPPOE_SESSION) & (pos + 8 <= end)
     if pppoe.any():

@@ -70,8 +70,8 @@ def decode_transport(
     icmp = np.flatnonzero(member(proto, (ICMP, ICMPV6)) & first_fragment)
     if icmp.size:
         # ICMP type/code are kept in `flags` (low byte code, high byte type) for Community ID.
-        p = l4pos[icmp]
-        t.flags[icmp] = (u8(buf, p) << 8) | u8(buf, p + 1)
+        p, e = l4pos[icmp], ipend[icmp]
+        t.flags[icmp] = (np.where(p < e, u8(buf, p), 0) << 8) | np.where(p + 1 < e, u8(buf, p + 1), 0)
         t.pay_off[icmp] = p + 8
         t.pay_len[icmp] = np.maximum(ipend[icmp] - p - 8, 0)
     return t

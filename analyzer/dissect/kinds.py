@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.compiled import load
 from analyzer.decode.fields import member
 
 KIND_NAMES: tuple[str, ...] = (
@@ -104,6 +105,7 @@ _Z_SETUP_MIN = {0x01: 39, 0x02: 27, 0x03: 13, 0x04: 13}
 
 
 _LITTLE = sys.byteorder == "little"
+_compiled = load("analyzer.dissect._kinds")
 
 
 def _field_view(buf: np.ndarray, dtype: type, width: int) -> np.ndarray:
@@ -301,6 +303,30 @@ def payload_kinds(
     dport: np.ndarray,
 ) -> np.ndarray:
     """Kind code (index into KIND_NAMES) of each packet's transport payload buf[off:off+length]."""
+    if _compiled is None:
+        return payload_kinds_numpy(buf, off, length, proto, sport, dport)
+    out = np.empty(len(off), dtype=np.uint8)
+    _compiled.payload_kinds(
+        np.ascontiguousarray(buf, dtype=np.uint8),
+        np.ascontiguousarray(off, dtype=np.int64),
+        np.ascontiguousarray(np.clip(length, -1, np.iinfo(np.int32).max), dtype=np.int32),
+        np.ascontiguousarray(proto, dtype=np.uint8),
+        np.ascontiguousarray(np.clip(sport, -1, 1 << 20), dtype=np.int32),
+        np.ascontiguousarray(np.clip(dport, -1, 1 << 20), dtype=np.int32),
+        out,
+    )
+    return out
+
+
+def payload_kinds_numpy(
+    buf: np.ndarray,
+    off: np.ndarray,
+    length: np.ndarray,
+    proto: np.ndarray,
+    sport: np.ndarray,
+    dport: np.ndarray,
+) -> np.ndarray:
+    """payload_kinds with numpy only: the reference the compiled loop (_kinds.c) is tested against."""
     off = np.asarray(off, dtype=np.int64)
     plen = np.maximum(np.asarray(length, dtype=np.int64), 0)
     n = off.shape[0]
