@@ -70,8 +70,8 @@ class _Sampler:
     """
 
     def __init__(self) -> None:
-        self.seen: dict[int, int] = {}
-        self.seen_control: dict[int, int] = {}
+        self.seen = _GroupCounts()
+        self.seen_control = _GroupCounts()
         self.rows: list[tuple] = []
 
     @staticmethod
@@ -84,20 +84,16 @@ class _Sampler:
         ranks[order] = np.arange(group_codes.size) - starts[group_codes[order]]
         return ranks
 
-    def _select(self, gkeys: np.ndarray, limit: int, seen: dict[int, int]) -> np.ndarray:
-        codes, uniq = pd.factorize(gkeys)
-        uniq = np.asarray(uniq)
-        prior = np.array([seen.get(k, 0) for k in uniq.tolist()], dtype=np.int64)
+    def _select(self, gkeys: np.ndarray, limit: int, seen: _GroupCounts) -> np.ndarray:
+        uniq, codes, counts = np.unique(gkeys, return_inverse=True, return_counts=True)
+        codes = codes.reshape(-1)
+        prior = seen.add(uniq, counts)
         open_groups = prior < limit
-        for k, c in zip(uniq.tolist(), np.bincount(codes, minlength=uniq.size).tolist(), strict=True):
-            seen[k] = seen.get(k, 0) + c
         if not open_groups.any():
             return np.zeros(gkeys.size, bool)
-        live = open_groups[codes]
         keep = np.zeros(gkeys.size, bool)
-        sub = np.flatnonzero(live)
-        sub_codes, sub_uniq = pd.factorize(codes[sub])
-        ranks = self._ranks(sub_codes, len(sub_uniq))
+        sub = np.flatnonzero(open_groups[codes])
+        ranks = self._ranks(codes[sub], uniq.size)
         keep[sub] = ranks + prior[codes[sub]] < limit
         return keep
 
@@ -136,6 +132,29 @@ class _Sampler:
         df = pd.DataFrame.from_records(self.rows, columns=cols)
         df["flow_key"] = df["flow_key"].astype(np.uint64)
         return df
+
+
+class _GroupCounts:
+    """Running counts per uint64 group key, as sorted arrays (no Python loop over groups)."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, np.uint64)
+        self.counts = np.zeros(0, np.int64)
+
+    def add(self, uniq: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Add `counts` for the sorted unique keys `uniq`; returns their counts before."""
+        pos = np.searchsorted(self.keys, uniq)
+        found = np.zeros(uniq.size, bool)
+        inside = pos < self.keys.size
+        found[inside] = self.keys[pos[inside]] == uniq[inside]
+        prior = np.zeros(uniq.size, np.int64)
+        prior[found] = self.counts[pos[found]]
+        self.counts[pos[found]] += counts[found]
+        new = ~found
+        if new.any():
+            self.keys = np.insert(self.keys, pos[new], uniq[new])
+            self.counts = np.insert(self.counts, pos[new], counts[new])
+        return prior
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 HANDSHAKE_RECORD = 22
 CLIENT_HELLO = 1
@@ -238,6 +239,13 @@ def _server_hello_body(body: bytes) -> tuple[int, bytes, int, list[tuple[int, by
 
 def parse_certificate_der(der: bytes) -> CertificateFacts | None:
     """Subject CN, issuer CN and dNSName SANs of one DER certificate; None if unparseable."""
+    return _parse_certificate(bytes(der))
+
+
+# A server sends the same certificate on every connection, and X.509 parsing is the costliest
+# step of TLS dissection; the facts are immutable, so one parse per distinct certificate.
+@lru_cache(maxsize=512)
+def _parse_certificate(der: bytes) -> CertificateFacts | None:
     try:
         from cryptography import x509
         from cryptography.x509.oid import NameOID

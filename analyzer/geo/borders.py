@@ -11,9 +11,14 @@ holes are ordinary rings in its list; the even-odd rule (SVG `fill-rule="evenodd
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import tempfile
+import zipfile
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -140,12 +145,71 @@ def _geometry_rings(geom: dict[str, Any], arcs: list[np.ndarray]) -> list[np.nda
 
 @cache
 def _load(resolution: str) -> dict[str, tuple[np.ndarray, ...]]:
+    """Rings per country; decoded from the TopoJSON once, then read from a cached .npz.
+
+    Decoding the 50m atlas takes ~0.2 s, which every `analyze` paid for its plausibility check;
+    the cache file is named after the atlas's sha256, so a changed atlas is decoded anew.
+    """
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, not {resolution!r}")
     path = DATA_DIR / f"countries-{resolution}.json"
     try:
-        topo = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = path.read_bytes()
+    except OSError:
+        return {}
+    cached = _cache_path(resolution, raw)
+    shapes = _read_cached(cached) if cached is not None else None
+    if shapes is None:
+        shapes = _decode_topojson(raw)
+        if cached is not None and shapes:
+            _write_cached(cached, shapes)
+    return shapes
+
+
+def _cache_path(resolution: str, raw: bytes) -> Path | None:
+    from analyzer.geo.embedded import cache_dir
+
+    try:
+        return cache_dir() / f"borders-{resolution}-{hashlib.sha256(raw).hexdigest()[:16]}.npz"
+    except OSError:
+        return None
+
+
+def _read_cached(path: Path) -> dict[str, tuple[np.ndarray, ...]] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            codes, starts, points = z["codes"], z["starts"], z["points"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if starts.shape != (codes.shape[0] + 1,) or points.ndim != 2 or starts[-1] != points.shape[0]:
+        return None
+    shapes: dict[str, list[np.ndarray]] = {}
+    for cc, lo, hi in zip(codes.tolist(), starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+        shapes.setdefault(cc, []).append(points[lo:hi])
+    return {cc: tuple(rings) for cc, rings in shapes.items()}
+
+
+def _write_cached(path: Path, shapes: dict[str, tuple[np.ndarray, ...]]) -> None:
+    codes = [cc for cc, rings in shapes.items() for _ in rings]
+    rings = [r for rs in shapes.values() for r in rs]
+    starts = np.zeros(len(rings) + 1, np.int64)
+    np.cumsum([r.shape[0] for r in rings], out=starts[1:])
+    # Private temp file then rename: parallel workers never read half a file.
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".borders-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            np.savez(out, codes=np.array(codes), starts=starts, points=np.concatenate(rings))
+        os.replace(tmp_name, path)
+    except OSError:
+        pass
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+
+
+def _decode_topojson(raw: bytes) -> dict[str, tuple[np.ndarray, ...]]:
+    try:
+        topo = json.loads(raw.decode("utf-8"))
+    except ValueError:
         return {}
     arcs = _decode_arcs(topo)
     numeric = iso_numeric_to_alpha2()
@@ -272,8 +336,11 @@ def distance_to_country_km(lat: float, lon: float, cc: str, resolution: str = "5
     if point_in_country(lat, lon, cc, resolution):
         return 0.0
     p = _unit(np.array(lat), np.array(lon))
-    best = math.inf
-    for ring in rings:
-        u = _unit(ring[:, 1], ring[:, 0])
-        best = min(best, _min_distance_to_segments(p, u[:-1], u[1:]))
-    return best * EARTH_RADIUS_KM
+    # All rings' segments in one pass (a country can have hundreds of island rings).
+    pts = np.concatenate(rings)
+    u = _unit(pts[:, 1], pts[:, 0])
+    seg_start = np.ones(pts.shape[0] - 1, bool)
+    ends = np.cumsum([r.shape[0] for r in rings])[:-1]
+    seg_start[ends - 1] = False  # the pair (last point of a ring, first of the next) is no segment
+    a, b = u[:-1][seg_start], u[1:][seg_start]
+    return _min_distance_to_segments(p, a, b) * EARTH_RADIUS_KM

@@ -4,17 +4,32 @@ report.json / report.md / report.html / flows.csv / flows.parquet and a terminal
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from analyzer.report.html import to_html
-from analyzer.report.jsonout import to_json, validate_report
-from analyzer.report.markdown import to_markdown
-from analyzer.report.tabular import write_csv, write_parquet
-from analyzer.report.terminal import render_summary
+# Renderers load on first use: `confscope flows` needs only the CSV writer, and the HTML, map
+# and terminal renderers (with their imports) would cost it start-up time and memory.
+_LAZY = {
+    "to_html": "analyzer.report.html",
+    "to_json": "analyzer.report.jsonout",
+    "validate_report": "analyzer.report.jsonout",
+    "to_markdown": "analyzer.report.markdown",
+    "write_csv": "analyzer.report.tabular",
+    "write_parquet": "analyzer.report.tabular",
+    "render_summary": "analyzer.report.terminal",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 # Output names are fixed here: never derived from anything inside the capture.
 FILENAMES: dict[str, str] = {
@@ -58,6 +73,11 @@ def write_reports(
 
     Raises ValueError for an unknown format name.
     """
+    from analyzer.report.html import to_html
+    from analyzer.report.jsonout import to_json
+    from analyzer.report.markdown import to_markdown
+    from analyzer.report.tabular import write_csv, write_parquet
+
     wanted = [f.strip().lower() for f in formats if f and f.strip()]
     unknown = sorted(set(wanted) - set(FILENAMES))
     if unknown:

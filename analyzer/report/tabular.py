@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from analyzer.report.sanitize import csv_cell, text, to_plain
 
@@ -83,6 +84,8 @@ def write_csv(flows: pd.DataFrame, path: str | Path) -> Path:
 
 def parquet_table(flows: pd.DataFrame) -> pa.Table:
     """The flows as an Arrow table with stable types (see the module docstring)."""
+    import pyarrow as pa  # only parquet output needs it (and its import costs memory)
+
     arrays: list[pa.Array] = []
     names: list[str] = []
     json_cols: list[str] = []
@@ -113,5 +116,7 @@ def parquet_table(flows: pd.DataFrame) -> pa.Table:
 def write_parquet(flows: pd.DataFrame, path: str | Path) -> Path:
     """Write flows.parquet keeping numeric types, lists as list<string>, dicts as JSON text."""
     path = Path(path)
+    import pyarrow.parquet as pq
+
     pq.write_table(parquet_table(flows), path)
     return path
