@@ -15,6 +15,7 @@ from pathlib import Path
 
 from analyzer import __version__
 from analyzer.errors import ConfscopeError
+from analyzer.startup import import_pandas_without_pyarrow
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -187,6 +188,8 @@ def _one_line(text: object) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # the process is ours (not a test or a host program calling main())
+        import_pandas_without_pyarrow()
     try:
         return COMMANDS[args.command](args)
     except ConfscopeError as exc:
