@@ -58,8 +58,8 @@ def classify_flows(
         for col in OUTPUT_COLUMNS:
             out[col] = pd.Series(dtype="object")
         return out
-    atts = attribute(flows, facts if facts is not None else pd.DataFrame(), dns, sig)
     index = DnsIndex(dns)
+    atts = attribute(flows, facts if facts is not None else pd.DataFrame(), dns, sig, index)
     kind_cols = [c for c in flows.columns if c.startswith("kind_bytes_")]
     kind_names = [c[len("kind_bytes_") :] for c in kind_cols]
     kind_matrix = flows[kind_cols].to_numpy(dtype="int64") if kind_cols else None

@@ -259,9 +259,15 @@ def combine(evidence: list[Evidence]) -> Attribution:
     return Attribution(app, round(score, 3), texts[:8], channel)
 
 
-def attribute(flows: pd.DataFrame, facts: pd.DataFrame, dns: pd.DataFrame | None, sig: Signatures) -> list[Attribution]:
-    """Attribution of every flow (same order as `flows`)."""
-    index = DnsIndex(dns)
+def attribute(
+    flows: pd.DataFrame,
+    facts: pd.DataFrame,
+    dns: pd.DataFrame | None,
+    sig: Signatures,
+    index: DnsIndex | None = None,
+) -> list[Attribution]:
+    """Attribution of every flow (same order as `flows`); `index` is DnsIndex(dns) when already built."""
+    index = index if index is not None else DnsIndex(dns)
     records = frame_records(flows)
     fact_rows = _fact_rows(flows, facts)
     min_conf = sig.inherit.get("min_confidence", 0.35)
