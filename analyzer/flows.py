@@ -12,6 +12,7 @@ import base64
 import hashlib
 import ipaddress
 import struct
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,42 @@ def canonical(cols: PacketColumns, idx: np.ndarray) -> dict[str, np.ndarray]:
         "ver": cols.ver[idx],
         "dir": (~a_is_src).astype(np.int8),
     }
+
+
+class CanonicalColumns(Mapping):
+    """`canonical(cols, idx)` computed column by column on first use, from the compiled decoder's
+    per-frame `a_is_src` (the flow keys come with it, so most columns are never needed)."""
+
+    def __init__(self, cols: PacketColumns, idx: np.ndarray, a_is_src: np.ndarray) -> None:
+        self._cols, self._idx, self._a = cols, idx, a_is_src.astype(bool)
+        self._done: dict[str, np.ndarray] = {}
+
+    def _column(self, name: str) -> np.ndarray:
+        cols, idx, a = self._cols, self._idx, self._a
+        pick = {
+            "a_hi": ("src_hi", "dst_hi"), "a_lo": ("src_lo", "dst_lo"), "b_hi": ("dst_hi", "src_hi"),
+            "b_lo": ("dst_lo", "src_lo"), "a_port": ("sport", "dport"), "b_port": ("dport", "sport"),
+        }  # fmt: skip
+        if name in pick:
+            x, y = pick[name]
+            out = np.where(a, getattr(cols, x)[idx], getattr(cols, y)[idx])
+            return out.astype(np.int32) if name.endswith("port") else out
+        if name in ("proto", "ver"):
+            return getattr(cols, name)[idx]
+        if name == "dir":
+            return (~a).astype(np.int8)
+        raise KeyError(name)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._done:
+            self._done[name] = self._column(name)
+        return self._done[name]
+
+    def __iter__(self):
+        return iter((*KEY_COLUMNS, "dir"))
+
+    def __len__(self) -> int:
+        return len(KEY_COLUMNS) + 1
 
 
 def flow_keys(c: dict[str, np.ndarray]) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -21,6 +21,7 @@ from analyzer.decode.fields import member
 from analyzer.dissect.kinds import KIND_NAMES, payload_kinds
 from analyzer.flows import (
     TRANSPORT_NAMES,
+    CanonicalColumns,
     Table,
     aggregate_table,
     canonical,
@@ -166,7 +167,7 @@ class DecodedChunk:
     cols: PacketColumns
     idx: np.ndarray
     kinds: np.ndarray
-    c: dict[str, np.ndarray]
+    c: Mapping[str, np.ndarray]
     keys: np.ndarray
 
     def control_mask(self) -> np.ndarray:
@@ -183,6 +184,9 @@ def _decoded(chunk: FrameChunk, cols: PacketColumns) -> DecodedChunk | None:
     kinds = payload_kinds(
         chunk.buf, cols.l4_off[idx], cols.l4_len[idx], cols.proto[idx], cols.sport[idx], cols.dport[idx]
     ).astype(np.int64)
+    if cols.flow_key is not None and cols.a_is_src is not None:
+        c = CanonicalColumns(cols, idx, cols.a_is_src[idx])
+        return DecodedChunk(chunk, cols, idx, kinds, c, cols.flow_key[idx])
     c = canonical(cols, idx)
     return DecodedChunk(chunk, cols, idx, kinds, c, flow_keys(c))
 

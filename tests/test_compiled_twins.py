@@ -11,6 +11,7 @@ from analyzer.capture.model import FrameChunk
 from analyzer.decode import PacketColumns, decode_frames_compiled, decode_frames_numpy
 from analyzer.decode import reasons as R
 from analyzer.dissect import kinds as K
+from analyzer.flows import KEY_COLUMNS, CanonicalColumns, canonical, flow_keys
 from tests.conftest import real_captures
 
 if K._compiled is None or __import__("analyzer.decode", fromlist=["_compiled"])._compiled is None:
@@ -43,6 +44,14 @@ def _differences(chunk: FrameChunk) -> list[str]:
             out.append(name)
     if ca != cb:
         out.append(f"counters {ca} vs {cb}")
+    idx = np.flatnonzero(ok)
+    reference = canonical(a, idx)
+    if not np.array_equal(flow_keys(reference), b.flow_key[idx]):
+        out.append("flow keys")
+    lazy = CanonicalColumns(b, idx, b.a_is_src[idx])
+    for name in (*KEY_COLUMNS, "dir"):
+        if not np.array_equal(reference[name], lazy[name]) or reference[name].dtype != lazy[name].dtype:
+            out.append(f"canonical {name}")
     out += _kind_differences(chunk.buf, a, np.flatnonzero(ok))
     return out
 

@@ -42,6 +42,10 @@ class PacketColumns:
     l4_len: np.ndarray
     encap: np.ndarray
     fragment_tail: np.ndarray
+    # Set by the compiled decoder only: endpoint A is the source, and the flow key, per frame
+    # (flows.canonical and flows.flow_keys give the same); cleared when fragments get ports.
+    a_is_src: np.ndarray | None = None
+    flow_key: np.ndarray | None = None
 
 
 @dataclass
@@ -77,6 +81,7 @@ def attribute_fragments(cols: PacketColumns, frags: Fragments, state: DecodeStat
     """Give later IP fragments their first fragment's ports; needs chunks in capture order."""
     if frags.any():
         _attribute_fragments(cols, frags.frag_off, frags.more, frags.frag_id, state)
+        cols.a_is_src = cols.flow_key = None  # later fragments changed ports: keys are recomputed
 
 
 def decode_frames(chunk: FrameChunk) -> tuple[PacketColumns, Fragments, Counter]:
@@ -106,11 +111,12 @@ def decode_frames_compiled(chunk: FrameChunk) -> tuple[PacketColumns, Fragments,
         encap=np.empty(n, np.int64),
         fragment_tail=np.zeros(n, bool),
     )
+    cols.a_is_src, cols.flow_key = np.empty(n, np.uint8), np.empty(n, np.uint64)
     frags = Fragments(np.empty(n, np.int64), np.empty(n, bool), np.empty(n, np.int64))
     outputs = (
         cols.status, cols.ver, cols.proto, cols.src_hi, cols.src_lo, cols.dst_hi, cols.dst_lo, cols.sport,
         cols.dport, cols.tcp_flags, cols.tcp_seq, cols.l4_off, cols.l4_len, cols.encap, frags.frag_off,
-        frags.more, frags.frag_id,
+        frags.more, frags.frag_id, cols.a_is_src, cols.flow_key,
     )  # fmt: skip
     too_deep = _compiled.decode_frames(
         chunk.buf,

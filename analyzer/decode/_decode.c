@@ -337,12 +337,33 @@ static int64_t find_tunnel(const Frame *f, const Ip *ip, const Transport *t, int
     return result;
 }
 
+/* Flow keys: analyzer.hashing.mix_columns over the canonical endpoints (flows.canonical), the
+ * same splitmix64-style mixing, so keys from either decoder are interchangeable. */
+static inline uint64_t fmix(uint64_t h) {
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
+    return h ^ (h >> 31);
+}
+static inline uint64_t mix(uint64_t h, uint64_t v) { return fmix((h * 0x9E3779B97F4A7C15ULL) ^ v); }
+
+static inline uint64_t flow_key(int a_is_src, uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl, int64_t sp,
+                                int64_t dp, uint64_t proto) {
+    uint64_t h = 0x243F6A8885A308D3ULL;
+    h = mix(h, a_is_src ? sh : dh);
+    h = mix(h, a_is_src ? sl : dl);
+    h = mix(h, a_is_src ? dh : sh);
+    h = mix(h, a_is_src ? dl : sl);
+    h = mix(h, (uint64_t)(a_is_src ? sp : dp));
+    h = mix(h, (uint64_t)(a_is_src ? dp : sp));
+    return mix(h, proto);
+}
+
 /* Output columns, in the order Python passes them, with their item sizes. */
 enum {
     O_STATUS, O_VER, O_PROTO, O_SRC_HI, O_SRC_LO, O_DST_HI, O_DST_LO, O_SPORT, O_DPORT, O_FLAGS, O_SEQ,
-    O_L4_OFF, O_L4_LEN, O_ENCAP, O_FRAG_OFF, O_MORE, O_FRAG_ID, N_OUT
+    O_L4_OFF, O_L4_LEN, O_ENCAP, O_FRAG_OFF, O_MORE, O_FRAG_ID, O_A_IS_SRC, O_KEY, N_OUT
 };
-static const Py_ssize_t OUT_SIZES[N_OUT] = {1, 1, 1, 8, 8, 8, 8, 4, 4, 4, 8, 8, 4, 8, 8, 1, 8};
+static const Py_ssize_t OUT_SIZES[N_OUT] = {1, 1, 1, 8, 8, 8, 8, 4, 4, 4, 8, 8, 4, 8, 8, 1, 8, 1, 8};
 
 static Py_ssize_t decode_loop(const uint8_t *buf, Py_ssize_t buflen, const int64_t *off, const int64_t *cap,
                               const int32_t *lt, Py_ssize_t n, Py_buffer *o) {
@@ -352,6 +373,8 @@ static Py_ssize_t decode_loop(const uint8_t *buf, Py_ssize_t buflen, const int64
     int32_t *sport = o[O_SPORT].buf, *dport = o[O_DPORT].buf, *flags = o[O_FLAGS].buf, *l4len = o[O_L4_LEN].buf;
     int64_t *seq = o[O_SEQ].buf, *l4off = o[O_L4_OFF].buf, *encap = o[O_ENCAP].buf, *frag_off = o[O_FRAG_OFF].buf,
             *frag_id = o[O_FRAG_ID].buf;
+    uint8_t *a_is_src = o[O_A_IS_SRC].buf;
+    uint64_t *key = o[O_KEY].buf;
     Py_ssize_t too_deep = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t s = off[i], e = off[i] + cap[i];
@@ -367,6 +390,7 @@ static Py_ssize_t decode_loop(const uint8_t *buf, Py_ssize_t buflen, const int64
         sport[i] = dport[i] = flags[i] = 0;
         seq[i] = -1; l4off[i] = 0; l4len[i] = 0;
         frag_off[i] = 0; more[i] = 0; frag_id[i] = 0;
+        a_is_src[i] = 0; key[i] = 0;
         if (st != ST_OK) continue;
         for (int depth = 0; depth <= MAX_TUNNEL_DEPTH; depth++) {
             Ip ip;
@@ -404,6 +428,14 @@ static Py_ssize_t decode_loop(const uint8_t *buf, Py_ssize_t buflen, const int64
             if (inner_et != ET_IPV4 && inner_et != ET_IPV6) break;
             et = inner_et;
             pos = inner_pos;
+        }
+        if (status[i] == ST_OK) {
+            /* Endpoint A is the smaller (address, port): both directions share one key. */
+            uint64_t sh = src_hi[i], sl = src_lo[i], dh = dst_hi[i], dl = dst_lo[i];
+            int64_t sp = sport[i], dp = dport[i];
+            int a = sh < dh || (sh == dh && (sl < dl || (sl == dl && sp <= dp)));
+            a_is_src[i] = (uint8_t)a;
+            key[i] = flow_key(a, sh, sl, dh, dl, sp, dp, proto[i]);
         }
     }
     return too_deep;
