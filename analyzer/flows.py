@@ -78,6 +78,11 @@ class CanonicalColumns(Mapping):
             return (~a).astype(np.int8)
         raise KeyError(name)
 
+    def take(self, names: tuple[str, ...], pos: np.ndarray) -> dict[str, np.ndarray]:
+        """Columns `names` at positions `pos` only (what a partial table keeps per flow)."""
+        sub = CanonicalColumns(self._cols, self._idx[pos], self._a[pos])
+        return {name: sub[name] for name in names}
+
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._done:
             self._done[name] = self._column(name)
@@ -144,7 +149,10 @@ def aggregate_table(
         last_ns[codes] = ts  # later writes win: the last packet of each group
     ab = d == 0
     table: Table = {"key": np.asarray(uniq, dtype=np.uint64)}
-    table.update({name: c[name][first_pos] for name in KEY_COLUMNS})
+    if isinstance(c, CanonicalColumns):
+        table.update(c.take(KEY_COLUMNS, first_pos))  # only the k first packets, not every packet
+    else:
+        table.update({name: c[name][first_pos] for name in KEY_COLUMNS})
     table["first_ns"] = first_ns
     table["last_ns"] = last_ns
     table["first_dir"] = d[first_pos]
