@@ -34,6 +34,10 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import make_capture  # noqa: E402  (sibling script, not a package)
 
+# Commands run as installed software runs: pip byte-compiles what it installs, so a shell that sets
+# PYTHONDONTWRITEBYTECODE (as some sandboxes do) would charge every run for compiling the sources.
+RUN_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
 
 def _py_cmd(script: str) -> str:
     return f"{shlex.quote(sys.executable)} {shlex.quote(str(BENCH_DIR / 'peers' / script))} {{file}}"
@@ -96,7 +100,9 @@ def run_once(argv: list[str], timeout: float) -> RunResult:
             try:
                 # An empty scratch cwd: NFStream's to_pandas() round-trips through a CSV file in the
                 # cwd, and nothing measured should write into (or be disturbed in) the repository.
-                proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=tmp)
+                proc = subprocess.Popen(
+                    full, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=tmp, env=RUN_ENV
+                )
             except OSError as exc:
                 return RunResult(0.0, 0, 0.0, 127, str(exc))
             # Poll instead of blocking so a hung command can be killed; 2 ms of latency at most.
