@@ -157,10 +157,12 @@ def aggregate_table(
     table["last_ns"] = last_ns
     table["first_dir"] = d[first_pos]
     table["first_flags"] = flags[first_pos]
-    table["pk_ab"] = np.bincount(codes[ab], minlength=k).astype(np.int64)
-    table["pk_ba"] = np.bincount(codes[~ab], minlength=k).astype(np.int64)
-    table["by_ab"] = np.bincount(codes[ab], weights=wire[ab], minlength=k).astype(np.int64)
-    table["by_ba"] = np.bincount(codes[~ab], weights=wire[~ab], minlength=k).astype(np.int64)
+    # One bincount over (flow, direction) pairs instead of masked gathers per direction.
+    pair = codes.astype(np.int64) * 2 + (~ab)
+    pk = np.bincount(pair, minlength=2 * k).reshape(k, 2)
+    by = np.bincount(pair, weights=wire, minlength=2 * k).reshape(k, 2)
+    table["pk_ab"], table["pk_ba"] = pk[:, 0].astype(np.int64), pk[:, 1].astype(np.int64)
+    table["by_ab"], table["by_ba"] = by[:, 0].astype(np.int64), by[:, 1].astype(np.int64)
     tcp = c["proto"] == 6
     syn_ns = np.full(k, NO_TS, np.int64)
     syn_dir = np.zeros(k, np.int8)
@@ -175,8 +177,9 @@ def aggregate_table(
         np.minimum.at(synack_ns, codes[synack], ts[synack])
     table["syn_ns"], table["syn_dir"], table["synack_ns"] = syn_ns, syn_dir, synack_ns
     enc = np.zeros(k, np.int64)
-    if encap.any():
-        np.bitwise_or.at(enc, codes, encap)
+    tunnelled = np.flatnonzero(encap)
+    if tunnelled.size:
+        np.bitwise_or.at(enc, codes[tunnelled], encap[tunnelled])
     table["encap"] = enc
     if kinds is not None:
         flat = codes.astype(np.int64) * n_kinds + kinds
