@@ -82,10 +82,9 @@ def _chunk(frames: list[tuple[int, bytes]]) -> FrameChunk:
     )
 
 
-@pytest.mark.parametrize("path", real_captures(), ids=lambda p: p.name)
+# An empty file has no frames to compare (the reader refuses it; test_labels_real and test_session_real cover that).
+@pytest.mark.parametrize("path", [p for p in real_captures() if p.stat().st_size], ids=lambda p: p.name)
 def test_real_captures_decode_identically(path) -> None:
-    if path.stat().st_size == 0:
-        pytest.skip(f"{path.name} is empty")
     frames = 0
     with CaptureReader(str(path)) as reader:
         for chunk in reader.chunks():
