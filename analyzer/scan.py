@@ -30,6 +30,7 @@ from analyzer.flows import (
     merge_tables,
     table_frame,
 )
+from analyzer.groups import factorize, ranks
 from analyzer.media import MediaResult, MediaTap
 
 # Low-volume kinds whose every packet (up to SAMPLE_CONTROL) dissection wants to see. TLS and QUIC
@@ -75,39 +76,36 @@ class _Sampler:
         self.seen_control = _GroupCounts()
         self.rows: list[tuple] = []
 
-    @staticmethod
-    def _ranks(group_codes: np.ndarray, n_groups: int) -> np.ndarray:
-        """0-based position of each element within its group, in order of appearance."""
-        order = np.argsort(group_codes, kind="stable")
-        starts = np.zeros(n_groups + 1, np.int64)
-        np.cumsum(np.bincount(group_codes, minlength=n_groups), out=starts[1:])
-        ranks = np.empty(group_codes.size, np.int64)
-        ranks[order] = np.arange(group_codes.size) - starts[group_codes[order]]
-        return ranks
-
-    def _select(self, gkeys: np.ndarray, limit: int, seen: _GroupCounts) -> np.ndarray:
-        uniq, codes, counts = np.unique(gkeys, return_inverse=True, return_counts=True)
-        codes = codes.reshape(-1)
-        prior = seen.add(uniq, counts)
-        open_groups = prior < limit
-        if not open_groups.any():
-            return np.zeros(gkeys.size, bool)
-        keep = np.zeros(gkeys.size, bool)
-        sub = np.flatnonzero(open_groups[codes])
-        ranks = self._ranks(codes[sub], uniq.size)
-        keep[sub] = ranks + prior[codes[sub]] < limit
+    def _select(self, pair: np.ndarray, pair_keys: np.ndarray, limit: int, seen: _GroupCounts) -> np.ndarray:
+        """Which packets to keep: `pair` numbers each packet's (flow, direction) group in this
+        chunk, `pair_keys` gives each group's key in the registry `seen`."""
+        n_pairs = pair_keys.size
+        counts = np.bincount(pair, minlength=n_pairs)
+        present = np.flatnonzero(counts)
+        order = np.argsort(pair_keys[present], kind="stable")
+        present = present[order]
+        prior = np.zeros(n_pairs, np.int64)
+        prior[present] = seen.add(pair_keys[present], counts[present])
+        if not (prior[present] < limit).any():
+            return np.zeros(pair.size, bool)
+        keep = np.zeros(pair.size, bool)
+        sub = np.flatnonzero(prior[pair] < limit)
+        keep[sub] = ranks(pair[sub], n_pairs) + prior[pair[sub]] < limit
         return keep
 
-    def take(self, keys, dirs, chunk, cols, idx, control_mask) -> None:
+    def take(self, keys, dirs, chunk, cols, idx, control_mask, groups=None) -> None:
         cand = np.flatnonzero(cols.l4_len[idx] > 0)
         if not cand.size:
             return
-        # One key per (flow, direction): the low bit of the flow hash is replaced by the direction.
-        gkeys = (keys[cand] & ~np.uint64(1)) | dirs[cand].astype(np.uint64)
-        keep = self._select(gkeys, SAMPLE_FIRST, self.seen)
+        codes, uniq, _ = groups if groups is not None else factorize(keys)
+        # One registry key per (flow, direction): the low bit of the flow hash is replaced by the
+        # direction; `pair` numbers the same groups densely within this chunk.
+        pair_keys = ((uniq & ~np.uint64(1))[:, None] | np.array([0, 1], np.uint64)).reshape(-1)
+        pair = codes[cand] * 2 + dirs[cand].astype(np.int64)
+        keep = self._select(pair, pair_keys, SAMPLE_FIRST, self.seen)
         ctrl = np.flatnonzero(control_mask[cand] & ~keep)
         if ctrl.size:
-            keep[ctrl[self._select(gkeys[ctrl], SAMPLE_CONTROL, self.seen_control)]] = True
+            keep[ctrl[self._select(pair[ctrl], pair_keys, SAMPLE_CONTROL, self.seen_control)]] = True
         sel = idx[cand[keep]]
         if not sel.size:
             return
@@ -169,9 +167,17 @@ class DecodedChunk:
     kinds: np.ndarray
     c: Mapping[str, np.ndarray]
     keys: np.ndarray
+    _groups: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def control_mask(self) -> np.ndarray:
         return member(self.kinds, CONTROL_CODES)
+
+    @property
+    def groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(codes, unique keys, first positions) of the packets' flows, in order of appearance."""
+        if self._groups is None:
+            self._groups = factorize(self.keys)
+        return self._groups
 
 
 Prepared = tuple[FrameChunk, PacketColumns, Fragments, Counter, "DecodedChunk | None"]
@@ -242,7 +248,7 @@ class FlowAccumulator:
         self.rows = 0
 
     def add(self, d: DecodedChunk) -> None:
-        codes, uniq = _factorize(d.keys)
+        codes, uniq, _ = d.groups
         chunk, cols, idx = d.chunk, d.cols, d.idx
         part = aggregate_table(
             d.c,
@@ -265,12 +271,6 @@ class FlowAccumulator:
 
     def merged(self) -> pd.DataFrame:
         return table_frame(merge_tables(self.parts))
-
-
-def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, unique keys) with numpy: a sort of one chunk's keys, no hash table needed."""
-    uniq, codes = np.unique(keys, return_inverse=True)
-    return codes.reshape(-1), uniq
 
 
 def warn_decode_counters(info: CaptureInfo, counters: Counter) -> None:
@@ -302,7 +302,7 @@ def scan_capture(
                 if media_tap is not None:
                     media_tap.update(chunk, d.cols, d.idx, d.kinds, d.keys, d.c["dir"])
                 if sampler is not None:
-                    sampler.take(d.keys, d.c["dir"], chunk, d.cols, d.idx, d.control_mask())
+                    sampler.take(d.keys, d.c["dir"], chunk, d.cols, d.idx, d.control_mask(), d.groups)
             if progress is not None:
                 progress(chunk.bytes_read)
         info = reader.info

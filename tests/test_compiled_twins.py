@@ -213,3 +213,52 @@ def test_payload_kinds_bad_offsets_read_nothing() -> None:
     assert K.payload_kinds(*args).tolist() == K.payload_kinds_numpy(*args).tolist() == [
         K.NONE, K.NONE, K.TLS_HANDSHAKE,
     ]  # fmt: skip
+
+
+def _pure_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What CONFSCOPE_PURE_PYTHON=1 selects at import, switched on in this process."""
+    from analyzer import decode, groups
+    from analyzer.capture import walk
+
+    monkeypatch.setattr(decode, "_compiled", None)
+    monkeypatch.setattr(K, "_compiled", None)
+    monkeypatch.setattr(groups, "_compiled", None)
+    monkeypatch.setattr(walk, "pcap_walker", walk.walk_pcap)
+    monkeypatch.setattr(walk, "pcapng_walker", walk.walk_pcapng)
+
+
+def test_whole_scan_identical_without_the_extensions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flows, payload samples and media streams of every shared capture, compiled vs twins."""
+    from analyzer.scan import scan_capture
+
+    paths = [p for p in real_captures() if p.stat().st_size]
+    if not paths:
+        pytest.skip("../shared is absent")
+    compiled = {p.name: scan_capture(str(p), chunk_bytes=1 << 16) for p in paths}
+    with monkeypatch.context() as m:
+        _pure_python(m)
+        twins = {p.name: scan_capture(str(p), chunk_bytes=1 << 16) for p in paths}
+    for name, a in compiled.items():
+        b = twins[name]
+        assert a.flows.equals(b.flows), name
+        assert a.samples.equals(b.samples), name
+        assert a.streams.equals(b.streams), name
+    assert sum(len(r.flows) for r in compiled.values()) > 400
+
+
+def test_grouping_identical_to_its_twin() -> None:
+    from analyzer import groups as G
+
+    if G._compiled is None:
+        pytest.skip("_groups is not built")
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        n = int(rng.integers(0, 5000))
+        keys = rng.integers(0, int(rng.integers(1, 300)), n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        fast, slow = G.factorize(keys), G.factorize_numpy(keys)
+        assert all(np.array_equal(x, y) for x, y in zip(fast, slow, strict=True))
+        codes, uniq, first = fast
+        assert np.array_equal(uniq[codes], keys) and np.array_equal(keys[first], uniq)
+        assert np.array_equal(G.ranks(codes, uniq.size), G.ranks_numpy(codes, uniq.size))
+    with pytest.raises(ValueError):
+        G.ranks(np.array([0, 5]), 2)
