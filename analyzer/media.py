@@ -19,7 +19,9 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from analyzer.compiled import load
 from analyzer.dissect.kinds import RTP, ZOOM_MEDIA, ZOOM_PORT_HI, ZOOM_PORT_LO, _Bytes, _zoom_media_ok
+from analyzer.groups import factorize
 from analyzer.hashing import mix_columns
 
 MEDIA_TYPES: tuple[str, ...] = ("unknown", "audio", "video", "screenshare", "fec")
@@ -56,6 +58,7 @@ ECB_MIN_RATIO = 0.01
 ENTROPY_MARGIN = 0.35
 ENTROPY_MIN_BYTES = 256
 _NEG = -(1 << 62)
+_compiled_kinds = load("analyzer.dissect._kinds")
 
 
 def _signed(x: np.ndarray, bits: int) -> np.ndarray:
@@ -98,6 +101,49 @@ def locate_rtp(
         m = np.where(is_a, AUDIO, np.where(is_v, VIDEO, np.where(is_s, SCREEN, m)))
         rel[z], media[z] = r, m
     return rel, media, kinds == ZOOM_MEDIA
+
+
+def rtp_header_fields(
+    buf: np.ndarray, off: np.ndarray, plen: np.ndarray, kinds: np.ndarray, sport: np.ndarray, dport: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Per media packet (kind rtp or zoom_media; `plen` already clamped to the buffer):
+    (rtp offset, header length, seq, RTP timestamp, SSRC, PT, Zoom media code, ok)."""
+    if _compiled_kinds is None:
+        return rtp_header_fields_numpy(buf, off, plen, kinds, sport, dport)
+    out = np.empty((off.shape[0], 8), np.int64)
+    _compiled_kinds.rtp_fields(
+        np.ascontiguousarray(buf, np.uint8),
+        np.ascontiguousarray(off, np.int64),
+        np.ascontiguousarray(plen, np.int64),
+        np.ascontiguousarray(kinds, np.uint8),
+        np.ascontiguousarray(sport, np.int32),
+        np.ascontiguousarray(dport, np.int32),
+        out,
+    )
+    cols = tuple(out[:, j].copy() for j in range(8))
+    return (*cols[:7], cols[7].astype(bool))
+
+
+def rtp_header_fields_numpy(
+    buf: np.ndarray, off: np.ndarray, plen: np.ndarray, kinds: np.ndarray, sport: np.ndarray, dport: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """rtp_header_fields with numpy only: the reference for the compiled loop in _kinds.c."""
+    rel, zmedia, zoom = locate_rtp(buf, off, plen, kinds, sport.astype(np.int64), dport.astype(np.int64))
+    b = _Bytes(buf, off, plen)
+    relc = np.maximum(rel, 0)
+    b0, b1 = b.at(relc), b.at(relc + 1)
+    cc, has_x = np.maximum(b0, 0) & 0x0F, (np.maximum(b0, 0) & 0x10) != 0
+    hl = 12 + 4 * cc
+    ext_words = b.u16(relc + hl + 2)
+    hl = np.where(has_x, hl + 4 + 4 * np.maximum(ext_words, 0), hl)
+    seq, rts, ssrc = b.u16(relc + 2), b.u32(relc + 4), b.u32(relc + 8)
+    pt = np.maximum(b1, 0) & 0x7F
+    ok = (rel >= 0) & (b0 >> 6 == 2) & (seq >= 0) & (ssrc >= 0) & (~has_x | (ext_words >= 0))
+    ok &= relc + hl <= plen
+    # RFC 3551 / protocols.md 2.4: plain RTP PTs are 0-34 or 96-127.
+    ok &= zoom | (pt <= 34) | (pt >= 96)
+    ok &= ~zoom | (zmedia >= 0)
+    return rel, hl, seq, rts, ssrc, pt, zmedia, ok
 
 
 @dataclass
@@ -180,22 +226,9 @@ class MediaTap:
         off = cols.l4_off[pk].astype(np.int64)
         plen = cols.l4_len[pk].astype(np.int64)
         plen = np.where((off >= 0) & (off + plen <= buf.shape[0]), np.maximum(plen, 0), 0)
-        rel, zmedia, zoom = locate_rtp(buf, off, plen, np.asarray(kinds)[sel],
-                                       cols.sport[pk].astype(np.int64), cols.dport[pk].astype(np.int64))
-        b = _Bytes(buf, off, plen)
-        relc = np.maximum(rel, 0)
-        b0, b1 = b.at(relc), b.at(relc + 1)
-        cc, has_x = np.maximum(b0, 0) & 0x0F, (np.maximum(b0, 0) & 0x10) != 0
-        hl = 12 + 4 * cc
-        ext_words = b.u16(relc + hl + 2)
-        hl = np.where(has_x, hl + 4 + 4 * np.maximum(ext_words, 0), hl)
-        seq, rts, ssrc = b.u16(relc + 2), b.u32(relc + 4), b.u32(relc + 8)
-        pt = np.maximum(b1, 0) & 0x7F
-        ok = (rel >= 0) & (b0 >> 6 == 2) & (seq >= 0) & (ssrc >= 0) & (~has_x | (ext_words >= 0))
-        ok &= relc + hl <= plen
-        # RFC 3551 / protocols.md 2.4: plain RTP PTs are 0-34 or 96-127.
-        ok &= zoom | (pt <= 34) | (pt >= 96)
-        ok &= ~zoom | (zmedia >= 0)
+        k = np.asarray(kinds)[sel]
+        zoom = k == ZOOM_MEDIA
+        rel, hl, seq, rts, ssrc, pt, zmedia, ok = rtp_header_fields(buf, off, plen, k, cols.sport[pk], cols.dport[pk])
         media = np.where(zoom, np.where(pt == ZOOM_FEC_PT, FEC, zmedia), _STATIC_MEDIA[pt])
         g = np.flatnonzero(ok)
         if not g.size:
@@ -209,8 +242,7 @@ class MediaTap:
         wire = chunk.wirelen[pk].astype(np.int64)
 
         skey = mix_columns(fkey, fdir, ssrc, media)
-        codes, uniq = pd.factorize(skey)
-        firsts = np.unique(codes, return_index=True)[1]
+        codes, uniq, firsts = factorize(skey)  # streams numbered in order of first appearance
         first = {"flow_key": fkey[firsts], "adir": fdir[firsts], "ssrc": ssrc[firsts], "media": media[firsts],
                  "zoom": zoom[firsts].astype(np.int64), "first_pt": pt[firsts]}
         before = self._s["packets"][: self._n].copy() if self._n else np.zeros(0, np.int64)

@@ -217,10 +217,11 @@ def test_payload_kinds_bad_offsets_read_nothing() -> None:
 
 def _pure_python(monkeypatch: pytest.MonkeyPatch) -> None:
     """What CONFSCOPE_PURE_PYTHON=1 selects at import, switched on in this process."""
-    from analyzer import decode, groups
+    from analyzer import decode, groups, media
     from analyzer.capture import walk
 
     monkeypatch.setattr(decode, "_compiled", None)
+    monkeypatch.setattr(media, "_compiled_kinds", None)
     monkeypatch.setattr(K, "_compiled", None)
     monkeypatch.setattr(groups, "_compiled", None)
     monkeypatch.setattr(walk, "pcap_walker", walk.walk_pcap)
@@ -262,3 +263,32 @@ def test_grouping_identical_to_its_twin() -> None:
         assert np.array_equal(G.ranks(codes, uniq.size), G.ranks_numpy(codes, uniq.size))
     with pytest.raises(ValueError):
         G.ranks(np.array([0, 5]), 2)
+
+
+def test_rtp_header_fields_identical_to_their_twin() -> None:
+    """RTP header fields of mutated payloads posing as plain RTP and as Zoom media."""
+    from analyzer import media
+
+    rng = np.random.default_rng(11)
+    fields_seen = 0
+    for _ in range(20):
+        buf, off, lens, _, sport, dport = _payload_mutants(rng, 4000)
+        plen = np.where((off >= 0) & (off + lens <= buf.shape[0]), np.maximum(lens, 0), 0)
+        # Make many payloads look like RTP v2 or like Zoom SFU/P2P media headers.
+        for i in np.flatnonzero(plen > 40)[::2]:
+            o = off[i]
+            choice = rng.integers(0, 3)
+            if choice == 0:
+                buf[o] = 0x80 | int(rng.integers(0, 32))
+            elif choice == 1:
+                buf[o], buf[o + 8], buf[o + 27] = 0x05, rng.choice([0x0F, 0x10, 0x0D, 0x1E, 0x21]), 0x80
+            else:
+                buf[o], buf[o + 19] = rng.choice([0x0F, 0x10, 0x1E]), 0x80
+        kinds = rng.choice([K.RTP, K.ZOOM_MEDIA], off.size).astype(np.uint8)
+        sport = np.where(rng.random(off.size) < 0.5, 8801, sport)
+        fast = media.rtp_header_fields(buf, off, plen, kinds, sport, dport)
+        slow = media.rtp_header_fields_numpy(buf, off, plen, kinds, sport, dport)
+        for name, x, y in zip(("rel", "hl", "seq", "rts", "ssrc", "pt", "zmedia", "ok"), fast, slow, strict=True):
+            assert np.array_equal(x, y), name
+        fields_seen += int(fast[7].sum())
+    assert fields_seen > 1000  # the header checks passed often enough to compare real values

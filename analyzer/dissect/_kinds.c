@@ -216,6 +216,43 @@ static void kinds_loop(const uint8_t *buf, int64_t buflen, const int64_t *off, c
     }
 }
 
+/* Where the RTP header of a media packet starts and what it says (media.rtp_header_fields). */
+enum { M_AUDIO = 1, M_VIDEO = 2, M_SCREEN = 3 };
+
+static void rtp_fields_one(const Pay *b, int kind, int64_t sp, int64_t dp, int64_t *o) {
+    int64_t rel = -1, zmedia = -1;
+    int zoom = kind == K_ZOOM_MEDIA;
+    if (kind == K_RTP) rel = 0;
+    else if (zoom) {
+        /* The generation as kinds.py chooses it: SFU Gen B (inner +8), Gen A (+1), else P2P (+0). */
+        int port = (sp >= 8801 && sp <= 8810) || (dp >= 8801 && dp <= 8810);
+        int sfu = at(b, 0) == 0x05 && port;
+        int64_t d7 = at(b, 7);
+        int gen_b = sfu && b->n > 8 && (d7 == 0x00 || d7 == 0x04) && zoom_media_ok(b, 8);
+        int gen_a = sfu && !gen_b && zoom_media_ok(b, 1);
+        int64_t inner = gen_b ? 8 : (gen_a ? 1 : 0);
+        int64_t t = at(b, inner), b20 = at(b, inner + 20);
+        int is_a = t == 0x0F, is_v = t == 0x10 && b20 >= 0;
+        int is_s = (t == 0x0D && at(b, inner + 7) == 0x1E) || t == 0x1E;
+        if (is_a) rel = inner + 19;
+        if (is_v) rel = b20 == 0x02 ? inner + 24 : inner + 20;
+        if (t == 0x0D && is_s) rel = inner + 27;
+        if (t == 0x1E) rel = inner + 20;
+        zmedia = is_a ? M_AUDIO : (is_v ? M_VIDEO : (is_s ? M_SCREEN : -1));
+    }
+    int64_t relc = rel > 0 ? rel : 0;
+    int64_t b0 = at(b, relc), b1 = at(b, relc + 1);
+    int64_t hl = 12 + 4 * (nonneg(b0) & 0x0F);
+    int has_x = (nonneg(b0) & 0x10) != 0;
+    int64_t ext_words = u16(b, relc + hl + 2);
+    if (has_x) hl = hl + 4 + 4 * nonneg(ext_words);
+    int64_t seq = u16(b, relc + 2), rts = u32(b, relc + 4), ssrc = u32(b, relc + 8);
+    int64_t pt = nonneg(b1) & 0x7F;
+    int ok = rel >= 0 && shr(b0, 6) == 2 && seq >= 0 && ssrc >= 0 && (!has_x || ext_words >= 0) && relc + hl <= b->n;
+    ok = ok && (zoom || pt <= 34 || pt >= 96) && (!zoom || zmedia >= 0); /* RFC 3551 PT ranges */
+    o[0] = rel; o[1] = hl; o[2] = seq; o[3] = rts; o[4] = ssrc; o[5] = pt; o[6] = zmedia; o[7] = ok;
+}
+
 static int get(PyObject *obj, Py_buffer *v, Py_ssize_t itemsize, Py_ssize_t n, int writable) {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, v, flags) < 0) return -1;
@@ -252,7 +289,47 @@ done:
     return result;
 }
 
+/* rtp_fields(buf, off int64, plen int64, kinds uint8, sport int32, dport int32, out int64[n, 8]):
+ * per packet rel, header length, seq, RTP timestamp, SSRC, PT, Zoom media code, ok. `plen` must
+ * already be clamped to the buffer. */
+static PyObject *rtp_fields(PyObject *self, PyObject *args) {
+    PyObject *ob[7];
+    if (!PyArg_ParseTuple(args, "OOOOOOO", &ob[0], &ob[1], &ob[2], &ob[3], &ob[4], &ob[5], &ob[6])) return NULL;
+    Py_buffer v[7];
+    int got = 0;
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(ob[0], &v[0], PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    got = 1;
+    if (get(ob[1], &v[1], 8, -1, 0) < 0) goto done;
+    got = 2;
+    Py_ssize_t n = v[1].len / 8;
+    static const Py_ssize_t sizes[7] = {1, 8, 8, 1, 4, 4, 8};
+    for (; got < 7; got++)
+        if (get(ob[got], &v[got], sizes[got], got == 6 ? n * 8 : n, got == 6) < 0) goto done;
+    {
+        const uint8_t *buf = v[0].buf;
+        const int64_t *off = v[1].buf, *plen = v[2].buf;
+        const uint8_t *kinds = v[3].buf;
+        const int32_t *sport = v[4].buf, *dport = v[5].buf;
+        int64_t *out = v[6].buf;
+        int64_t buflen = v[0].len;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t o = off[i], l = plen[i] > 0 ? plen[i] : 0;
+            if (!(o >= 0 && o + l <= buflen)) { o = 0; l = 0; }
+            Pay b = {buf + o, l};
+            rtp_fields_one(&b, kinds[i], sport[i], dport[i], out + 8 * i);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    result = Py_NewRef(Py_None);
+done:
+    for (int k = 0; k < got; k++) PyBuffer_Release(&v[k]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"rtp_fields", rtp_fields, METH_VARARGS, "rtp_fields(buf, off, plen, kinds, sport, dport, out[n, 8])"},
     {"payload_kinds", payload_kinds, METH_VARARGS,
      "payload_kinds(buf, off int64, length int32, proto uint8, sport int32, dport int32, out uint8)"},
     {NULL, NULL, 0, NULL},
