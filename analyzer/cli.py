@@ -96,6 +96,14 @@ def _add_progress_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
 
 
+def shows_progress(path: str, mode: str) -> bool:
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return False
+    return mode == "always" or (mode == "auto" and sys.stderr.isatty() and size > 20_000_000)
+
+
 @contextmanager
 def progress_bar(path: str, mode: str):
     """A rich progress bar by bytes read; shown on a terminal for captures above a few MB."""
@@ -103,8 +111,7 @@ def progress_bar(path: str, mode: str):
         size = os.path.getsize(path)
     except OSError:
         size = 0
-    show = mode == "always" or (mode == "auto" and sys.stderr.isatty() and size > 20_000_000)
-    if not show or size <= 0:
+    if not shows_progress(path, mode) or size <= 0:
         yield None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
@@ -186,10 +193,30 @@ def _one_line(text: object) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in s.replace("\n", " "))[:500]
 
 
+def _start_prescan(args: argparse.Namespace) -> None:
+    """Scan the capture in a forked child while this process imports the rest (prescan.py)."""
+    from analyzer import prescan
+
+    first = getattr(args, "capture", None) or (getattr(args, "captures", None) or [None])[0]
+    if args.command in ("flows", "analyze") and isinstance(first, str):
+        prescan.start_for_command(args, shows_progress(first, getattr(args, "progress", "auto")))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:  # the process is ours (not a test or a host program calling main())
+        _start_prescan(args)
         import_pandas_without_pyarrow()
+    try:
+        return _run(args)
+    finally:
+        if argv is None:
+            from analyzer import prescan
+
+            prescan.cancel()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfscopeError as exc:

@@ -15,11 +15,13 @@ import struct
 from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 
 from analyzer.decode import PacketColumns
 from analyzer.decode import reasons as R
 from analyzer.hashing import mix_columns
+from analyzer.lazy import lazy_import
+
+pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/lazy.py)
 
 NO_TS = np.iinfo(np.int64).max
 TCP_SYN, TCP_ACK = 0x02, 0x10

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-import pandas as pd
 
 from analyzer.compiled import load
 from analyzer.dissect.kinds import RTP, ZOOM_MEDIA, ZOOM_PORT_HI, ZOOM_PORT_LO, _Bytes, _zoom_media_ok
 from analyzer.groups import factorize
 from analyzer.hashing import mix_columns
+from analyzer.lazy import lazy_import
+
+pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/lazy.py)
 
 MEDIA_TYPES: tuple[str, ...] = ("unknown", "audio", "video", "screenshare", "fec")
 UNKNOWN, AUDIO, VIDEO, SCREEN, FEC = range(len(MEDIA_TYPES))
@@ -146,6 +148,30 @@ def rtp_header_fields_numpy(
     return rel, hl, seq, rts, ssrc, pt, zmedia, ok
 
 
+def _segment_cummax(values: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Running maximum of `values` restarting at each new value of `seg` (non-decreasing)."""
+    if not values.size:
+        return values.copy()
+    lo = int(values.min())
+    span = int(values.max()) - lo + 1
+    if span * (int(seg[-1]) + 1) < (1 << 62):
+        # Lift each segment above all earlier ones, so one running maximum never crosses segments.
+        lift = seg.astype(np.int64) * span
+        return np.maximum.accumulate(values - lo + lift) - lift + lo
+    out = np.empty_like(values)
+    bounds = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1], True])
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        out[a:b] = np.maximum.accumulate(values[a:b])
+    return out
+
+
+def _repeats(keys: np.ndarray) -> np.ndarray:
+    """True where an equal key occurred earlier in the array."""
+    out = np.ones(keys.size, bool)
+    out[np.unique(keys, return_index=True)[1]] = False
+    return out
+
+
 @dataclass
 class MediaResult:
     """`streams`: one row per stream (see MediaTap.result); `media_packets`: RTP packets read."""
@@ -168,7 +194,8 @@ class MediaTap:
     """Per-stream RTP statistics and ECB samples, fed chunk by chunk (see module docstring)."""
 
     def __init__(self, *, ecb_packets: int = ECB_MAX_PACKETS, ecb_max_bytes: int = ECB_MAX_SAMPLE_BYTES) -> None:
-        self._index = pd.Index(np.zeros(0, np.uint64))
+        self._reg_keys = np.zeros(0, np.uint64)  # stream keys, sorted, and their stream ids
+        self._reg_sids = np.zeros(0, np.int64)
         self._n = 0
         self._s: dict[str, np.ndarray] = {k: np.zeros(0, np.int64) for k in _STATE_INT}
         self._s["flow_key"] = np.zeros(0, np.uint64)
@@ -186,16 +213,25 @@ class MediaTap:
 
     # -- stream registry ------------------------------------------------------------------------
     def _sids(self, skeys: np.ndarray, first: dict[str, np.ndarray]) -> np.ndarray:
-        pos = self._index.get_indexer(skeys)
-        new = np.flatnonzero(pos < 0)
+        """Stream ids of the (distinct) keys `skeys`; new streams get the next ids, in order."""
+        at = np.searchsorted(self._reg_keys, skeys)
+        found = np.zeros(skeys.size, bool)
+        inside = at < self._reg_keys.size
+        found[inside] = self._reg_keys[at[inside]] == skeys[inside]
+        pos = np.full(skeys.size, -1, np.int64)
+        pos[found] = self._reg_sids[at[found]]
+        new = np.flatnonzero(~found)
         if new.size:
             k = new.size
             start = self._n
             self._grow(start + k)
             for name, values in first.items():
                 self._s[name][start : start + k] = values[new]
-            self._index = self._index.append(pd.Index(skeys[new]))
             pos[new] = np.arange(start, start + k)
+            order = np.argsort(skeys[new], kind="stable")
+            where = np.searchsorted(self._reg_keys, skeys[new][order])
+            self._reg_keys = np.insert(self._reg_keys, where, skeys[new][order])
+            self._reg_sids = np.insert(self._reg_sids, where, pos[new][order])
             self._n += k
         return pos
 
@@ -271,7 +307,7 @@ class MediaTap:
         cs = np.cumsum(d)
         base = np.where(seen, s["last_ext"][seg_sid], seq[starts]) - (cs[starts] - d[starts])
         ext = cs + base[seg_no]
-        cm = pd.Series(ext).groupby(seg_no).cummax().to_numpy()
+        cm = _segment_cummax(ext, seg_no)
         prevmax = np.r_[_NEG, cm[:-1]]
         prevmax[starts] = _NEG
         prevmax = np.maximum(prevmax, np.where(seen, s["max_ext"][seg_sid], _NEG)[seg_no])
@@ -366,7 +402,7 @@ class MediaTap:
         # stream skips the hash table entirely).
         if (ext <= prevmax).any():
             key = all_sid * (1 << 40) + (all_ext + (1 << 39))
-            repeat = pd.Series(key).duplicated(keep="first").to_numpy()
+            repeat = _repeats(key)
             dup = repeat[w_sid.size :] & (ext > prevmax - SEQ_WINDOW)
             all_sid, all_ext = all_sid[~repeat], all_ext[~repeat]
         else:

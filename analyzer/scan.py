@@ -11,7 +11,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from analyzer.capture import CaptureInfo, CaptureReader, FrameChunk
 from analyzer.capture.source import CaptureSource
@@ -31,7 +30,10 @@ from analyzer.flows import (
     table_frame,
 )
 from analyzer.groups import factorize, ranks
+from analyzer.lazy import lazy_import
 from analyzer.media import MediaResult, MediaTap
+
+pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/lazy.py)
 
 # Low-volume kinds whose every packet (up to SAMPLE_CONTROL) dissection wants to see. TLS and QUIC
 # handshakes are not among them: they open a flow, so the first SAMPLE_FIRST packets hold them, and
@@ -127,10 +129,14 @@ class _Sampler:
         )
 
     def frame(self) -> pd.DataFrame:
-        cols = ["flow_key", "frame", "ts_ns", "adir", "proto", "tcp_seq", "tcp_flags", "payload"]
-        df = pd.DataFrame.from_records(self.rows, columns=cols)
-        df["flow_key"] = df["flow_key"].astype(np.uint64)
-        return df
+        return _sample_frame(self.rows)
+
+
+def _sample_frame(rows: list[tuple]) -> pd.DataFrame:
+    cols = ["flow_key", "frame", "ts_ns", "adir", "proto", "tcp_seq", "tcp_flags", "payload"]
+    df = pd.DataFrame.from_records(rows, columns=cols)
+    df["flow_key"] = df["flow_key"].astype(np.uint64)
+    return df
 
 
 class _GroupCounts:
@@ -288,6 +294,36 @@ def scan_capture(
     name: str | None = None,
 ) -> ScanResult:
     """Read, decode and aggregate a whole capture in one pass."""
+    from analyzer import prescan
+
+    options = {"chunk_bytes": chunk_bytes, "keep_samples": keep_samples, "media": media, "name": name}
+    raw = prescan.collect(source, options) if progress is None else None
+    if raw is None:
+        raw = scan_raw(source, progress=progress, **options)
+    return finish_scan(raw)
+
+
+@dataclass
+class RawScan:
+    """A scan before its tables become DataFrames: numpy columns and plain Python objects only,
+    so it can be made without pandas and pickled (analyzer/prescan.py)."""
+
+    table: Table
+    sample_rows: list[tuple] | None
+    media_tap: MediaTap | None
+    info: CaptureInfo
+
+
+def scan_raw(
+    source: CaptureSource,
+    *,
+    chunk_bytes: int | None = None,
+    progress: ProgressFn | None = None,
+    keep_samples: bool = True,
+    media: bool = True,
+    name: str | None = None,
+) -> RawScan:
+    """The pass over the capture (everything of scan_capture that needs no pandas)."""
     kwargs = {"chunk_bytes": chunk_bytes} if chunk_bytes else {}
     with CaptureReader(source, name=name, **kwargs) as reader:
         state = DecodeState()
@@ -307,15 +343,20 @@ def scan_capture(
                 progress(chunk.bytes_read)
         info = reader.info
     warn_decode_counters(info, state.counters)
-    flows = finalize(acc.merged(), KIND_NAMES)
-    samples = _attach_flow_ids(sampler.frame() if sampler else None, flows)
+    return RawScan(merge_tables(acc.parts), sampler.rows if sampler else None, media_tap, info)
+
+
+def finish_scan(raw: RawScan) -> ScanResult:
+    """The ScanResult of a RawScan: the flow table, the samples and the media streams."""
+    flows = finalize(table_frame(raw.table), KIND_NAMES)
+    samples = _attach_flow_ids(_sample_frame(raw.sample_rows) if raw.sample_rows is not None else None, flows)
     result = None
-    if media_tap is not None:
+    if raw.media_tap is not None:
         fk = flows["flow_key"].to_numpy()
-        result = media_tap.result(
+        result = raw.media_tap.result(
             pd.Series(flows["flow_id"].to_numpy(), index=fk), pd.Series(flows["a_is_client"].to_numpy(), index=fk)
         )
-    return ScanResult(flows=flows, samples=samples, info=info, kind_names=KIND_NAMES, media=result)
+    return ScanResult(flows=flows, samples=samples, info=raw.info, kind_names=KIND_NAMES, media=result)
 
 
 def _count_skipped(info: CaptureInfo, status: np.ndarray) -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from analyzer import __version__
 from analyzer.capture.source import CaptureSource, source_name
+from analyzer.defaults import ANALYZE_CHUNK_BYTES
 from analyzer.errors import OptionError
 from analyzer.findings import (
     capture_findings,
@@ -31,9 +32,6 @@ from analyzer.scan import ProgressFn, ScanResult, scan_capture
 
 SCHEMA = "confscope.session/1"
 HASH_BLOCK_BYTES = 8 * 1024 * 1024  # reads of the sha256 thread (see _HashInBackground._run)
-# A session keeps media state and samples per flow anyway (its memory budget is 250 MiB, against
-# 150 MiB for `confscope flows`), so it reads in larger chunks: fewer chunks, less per-chunk cost.
-ANALYZE_CHUNK_BYTES = int(os.environ.get("CONFSCOPE_ANALYZE_CHUNK_BYTES", 16 * 1024 * 1024))
 FLOW_REPORT_COLUMNS = (
     "flow_id",
     "transport",

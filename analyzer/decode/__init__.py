@@ -6,7 +6,6 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from analyzer.capture.model import FrameChunk
 from analyzer.compiled import load
@@ -17,6 +16,9 @@ from analyzer.decode.network import decode_ip
 from analyzer.decode.transport import PORTED, decode_transport
 from analyzer.decode.tunnels import INNER_ETHERNET, find_tunnels
 from analyzer.hashing import mix_columns
+from analyzer.lazy import lazy_import
+
+pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/lazy.py)
 
 MAX_TUNNEL_DEPTH = 4
 MAX_PENDING_FRAGMENTS = 65536

@@ -1,0 +1,129 @@
+"""Scanning a capture in a forked child while the command line's process starts up.
+
+A `confscope` run spends ~0.35 s importing pandas and the later stages before it could read a
+byte, and a 2-core machine has a second core idle meanwhile. So `confscope flows` and `confscope
+analyze` fork at once: the child imports only numpy and the scan modules (none of which imports
+pandas, see analyzer/lazy.py), runs `scan_raw` and sends the RawScan back through a pipe; the
+parent carries on with its imports and, when it reaches `scan_capture` for the same file and
+options, takes the child's result instead of scanning again.
+
+Only the command line does this, only for regular files and when no progress bar is shown (the
+bar would have to follow the child). A child that fails in any unexpected way (killed, result
+not readable) is ignored and the parent scans the file itself; an error the scan raises on
+purpose (an unreadable capture) is re-raised in the parent as if it had scanned. The library API
+never forks. CONFSCOPE_PRESCAN=0 turns this off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class _Pending:
+    path: str
+    options: dict[str, Any]
+    pid: int
+    fd: int
+
+
+_pending: _Pending | None = None
+
+
+def enabled() -> bool:
+    return hasattr(os, "fork") and os.environ.get("CONFSCOPE_PRESCAN", "1") != "0"
+
+
+def start(path: str, options: dict[str, Any]) -> bool:
+    """Fork a child that scans `path` with scan_raw(**options); False when not started."""
+    global _pending
+    if _pending is not None or not enabled():
+        return False
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return False
+    if pid == 0:  # the child: scan, send, leave without running the parent's exit handlers
+        os.close(read_fd)
+        _child(path, options, write_fd)
+    os.close(write_fd)
+    _pending = _Pending(path, dict(options), pid, read_fd)
+    return True
+
+
+def _child(path: str, options: dict[str, Any], fd: int) -> None:
+    code = 0
+    try:
+        from analyzer.scan import scan_raw
+
+        try:
+            payload: tuple[str, Any] = ("ok", scan_raw(path, **options))
+        except Exception as exc:  # raised in the parent instead (e.g. an unreadable capture)
+            payload = ("error", exc)
+        data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def collect(source: Any, options: dict[str, Any]) -> Any:
+    """The child's RawScan when it scanned this source with these options, else None."""
+    global _pending
+    pending = _pending
+    if pending is None or not isinstance(source, str | os.PathLike) or os.fspath(source) != pending.path:
+        return None
+    if options != pending.options:
+        return None
+    _pending = None
+    with os.fdopen(pending.fd, "rb") as fh:
+        data = fh.read()
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pending.pid, 0)
+    try:
+        kind, value = pickle.loads(data)
+    except Exception:
+        return None
+    if kind == "error":
+        raise value
+    return value
+
+
+def cancel() -> None:
+    """Stop and reap a child whose result was never collected (the command ended before it
+    needed the scan, e.g. on a bad option)."""
+    global _pending
+    pending, _pending = _pending, None
+    if pending is None:
+        return
+    os.close(pending.fd)
+    with contextlib.suppress(OSError):
+        os.kill(pending.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pending.pid, 0)
+
+
+def start_for_command(args: Any, progress_shown: bool) -> bool:
+    """Start the child for `confscope flows` / `confscope analyze` (its first capture)."""
+    if progress_shown:
+        return False  # the parent scans and drives the bar
+    if args.command == "flows" and getattr(args, "engine", "native") == "native":
+        options = {"chunk_bytes": None, "keep_samples": not args.no_dissect, "media": False, "name": None}
+        return start(args.capture, options)
+    if args.command == "analyze" and args.captures:
+        from analyzer.defaults import ANALYZE_CHUNK_BYTES
+
+        options = {"chunk_bytes": ANALYZE_CHUNK_BYTES, "keep_samples": True, "media": True, "name": None}
+        return start(args.captures[0], options)
+    return False
