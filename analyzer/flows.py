@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 import struct
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -104,19 +105,9 @@ def flow_keys(c: dict[str, np.ndarray]) -> np.ndarray:
 Table = dict[str, np.ndarray]  # a partial flow table as columns; "key" holds the flow keys
 
 
-def aggregate(
-    c: dict[str, np.ndarray],
-    codes: np.ndarray,
-    uniq: np.ndarray,
-    ts: np.ndarray,
-    wire: np.ndarray,
-    flags: np.ndarray,
-    encap: np.ndarray,
-    kinds: np.ndarray | None,
-    n_kinds: int,
-) -> pd.DataFrame:
-    """One partial flow table for the packets of a chunk (`codes` index into `uniq`)."""
-    return table_frame(aggregate_table(c, codes, uniq, ts, wire, flags, encap, kinds, n_kinds))
+def aggregate(*args: Any, **kwargs: Any) -> pd.DataFrame:
+    """One partial flow table for the packets of a chunk, as a DataFrame (see aggregate_table)."""
+    return table_frame(aggregate_table(*args, **kwargs))
 
 
 def aggregate_table(

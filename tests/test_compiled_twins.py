@@ -292,3 +292,18 @@ def test_rtp_header_fields_identical_to_their_twin() -> None:
             assert np.array_equal(x, y), name
         fields_seen += int(fast[7].sum())
     assert fields_seen > 1000  # the header checks passed often enough to compare real values
+
+
+def test_compiled_functions_refuse_wrong_arrays() -> None:
+    """Wrong item sizes or lengths are a Python error, never a read out of bounds."""
+    from analyzer import media
+
+    buf = np.zeros(64, np.uint8)
+    off, n8 = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    small, u8 = np.zeros(3, np.int32), np.zeros(3, np.uint8)
+    with pytest.raises(TypeError):
+        K._compiled.payload_kinds(buf, off, n8, u8, small, small, np.zeros(3, np.uint8))  # int64 lengths
+    with pytest.raises(TypeError):
+        K._compiled.payload_kinds(buf, off, small, u8, small, small, np.zeros(2, np.uint8))  # short output
+    with pytest.raises(TypeError):
+        media._compiled_kinds.rtp_fields(buf, off, n8, u8, small, small, np.zeros((3, 7), np.int64))

@@ -264,27 +264,36 @@ static int get(PyObject *obj, Py_buffer *v, Py_ssize_t itemsize, Py_ssize_t n, i
     return 0;
 }
 
-static PyObject *payload_kinds(PyObject *self, PyObject *args) {
+/* Both functions take (buf, off int64, length, kinds-or-proto uint8, sport int32, dport int32,
+ * out): borrow the seven buffers, checking item sizes and that every column has the packets'
+ * length (`out_per_packet` items per packet for the output). Returns the number of buffers held;
+ * fewer than 7 means a Python error is set. */
+static int borrow7(PyObject *args, Py_buffer *v, Py_ssize_t length_size, Py_ssize_t out_size,
+                   Py_ssize_t out_per_packet, Py_ssize_t *n) {
     PyObject *ob[7];
-    if (!PyArg_ParseTuple(args, "OOOOOOO", &ob[0], &ob[1], &ob[2], &ob[3], &ob[4], &ob[5], &ob[6])) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOOOOO", &ob[0], &ob[1], &ob[2], &ob[3], &ob[4], &ob[5], &ob[6])) return 0;
+    if (PyObject_GetBuffer(ob[0], &v[0], PyBUF_C_CONTIGUOUS) < 0) return 0;
+    if (get(ob[1], &v[1], 8, -1, 0) < 0) return 1;
+    *n = v[1].len / 8;
+    const Py_ssize_t sizes[7] = {1, 8, length_size, 1, 4, 4, out_size};
+    for (int got = 2; got < 7; got++)
+        if (get(ob[got], &v[got], sizes[got], got == 6 ? *n * out_per_packet : *n, got == 6) < 0) return got;
+    return 7;
+}
+
+static PyObject *payload_kinds(PyObject *self, PyObject *args) {
     Py_buffer v[7];
-    int got = 0;
+    Py_ssize_t n = 0;
+    int got = borrow7(args, v, 4, 1, 1, &n);
     PyObject *result = NULL;
-    if (PyObject_GetBuffer(ob[0], &v[0], PyBUF_C_CONTIGUOUS) < 0) return NULL;
-    got = 1;
-    if (get(ob[1], &v[1], 8, -1, 0) < 0) goto done;
-    got = 2;
-    Py_ssize_t n = v[1].len / 8;
-    static const Py_ssize_t sizes[7] = {1, 8, 4, 1, 4, 4, 1};
-    for (; got < 7; got++)
-        if (get(ob[got], &v[got], sizes[got], n, got == 6) < 0) goto done;
-    Py_BEGIN_ALLOW_THREADS
-    kinds_loop((const uint8_t *)v[0].buf, v[0].len, (const int64_t *)v[1].buf, (const int32_t *)v[2].buf,
-               (const uint8_t *)v[3].buf, (const int32_t *)v[4].buf, (const int32_t *)v[5].buf, n,
-               (uint8_t *)v[6].buf);
-    Py_END_ALLOW_THREADS
-    result = Py_NewRef(Py_None);
-done:
+    if (got == 7) {
+        Py_BEGIN_ALLOW_THREADS
+        kinds_loop((const uint8_t *)v[0].buf, v[0].len, (const int64_t *)v[1].buf, (const int32_t *)v[2].buf,
+                   (const uint8_t *)v[3].buf, (const int32_t *)v[4].buf, (const int32_t *)v[5].buf, n,
+                   (uint8_t *)v[6].buf);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
     for (int k = 0; k < got; k++) PyBuffer_Release(&v[k]);
     return result;
 }
@@ -293,20 +302,11 @@ done:
  * per packet rel, header length, seq, RTP timestamp, SSRC, PT, Zoom media code, ok. `plen` must
  * already be clamped to the buffer. */
 static PyObject *rtp_fields(PyObject *self, PyObject *args) {
-    PyObject *ob[7];
-    if (!PyArg_ParseTuple(args, "OOOOOOO", &ob[0], &ob[1], &ob[2], &ob[3], &ob[4], &ob[5], &ob[6])) return NULL;
     Py_buffer v[7];
-    int got = 0;
+    Py_ssize_t n = 0;
+    int got = borrow7(args, v, 8, 8, 8, &n);
     PyObject *result = NULL;
-    if (PyObject_GetBuffer(ob[0], &v[0], PyBUF_C_CONTIGUOUS) < 0) return NULL;
-    got = 1;
-    if (get(ob[1], &v[1], 8, -1, 0) < 0) goto done;
-    got = 2;
-    Py_ssize_t n = v[1].len / 8;
-    static const Py_ssize_t sizes[7] = {1, 8, 8, 1, 4, 4, 8};
-    for (; got < 7; got++)
-        if (get(ob[got], &v[got], sizes[got], got == 6 ? n * 8 : n, got == 6) < 0) goto done;
-    {
+    if (got == 7) {
         const uint8_t *buf = v[0].buf;
         const int64_t *off = v[1].buf, *plen = v[2].buf;
         const uint8_t *kinds = v[3].buf;
@@ -321,9 +321,8 @@ static PyObject *rtp_fields(PyObject *self, PyObject *args) {
             rtp_fields_one(&b, kinds[i], sport[i], dport[i], out + 8 * i);
         }
         Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
     }
-    result = Py_NewRef(Py_None);
-done:
     for (int k = 0; k < got; k++) PyBuffer_Release(&v[k]);
     return result;
 }
