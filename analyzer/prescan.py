@@ -21,6 +21,7 @@ import os
 import pickle
 import signal
 import stat
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,8 @@ _pending: _Pending | None = None
 
 
 def enabled() -> bool:
-    return hasattr(os, "fork") and os.environ.get("CONFSCOPE_PRESCAN", "1") != "0"
+    # Linux only: macOS frameworks are not fork-safe, and Windows has no fork.
+    return sys.platform.startswith("linux") and os.environ.get("CONFSCOPE_PRESCAN", "1") != "0"
 
 
 def start(path: str, options: dict[str, Any]) -> bool:
