@@ -7,6 +7,7 @@ No analysis logic lives here. Exit codes: 0 done, 1 policy violations or critica
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -202,11 +203,21 @@ def _start_prescan(args: argparse.Namespace) -> None:
         prescan.start_for_command(args, shows_progress(first, getattr(args, "progress", "auto")))
 
 
+def _warm_up_while_scanning(args: argparse.Namespace) -> None:
+    from analyzer import prescan
+
+    if prescan.pending():
+        # Only a head start: whatever fails here is done (or reported) again later.
+        with contextlib.suppress(Exception):
+            prescan.warm_up(args.command)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:  # the process is ours (not a test or a host program calling main())
         _start_prescan(args)
         import_pandas_without_pyarrow()
+        _warm_up_while_scanning(args)
     try:
         return _run(args)
     finally:

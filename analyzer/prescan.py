@@ -116,6 +116,37 @@ def cancel() -> None:
         os.waitpid(pending.pid, 0)
 
 
+# What each command imports and loads once the scan is done; with a child scanning, the parent
+# would only wait, so it does this meanwhile.
+_WARM_MODULES = {
+    "flows": ("analyzer.flowtable", "analyzer.classify", "analyzer.dissect.flowfacts", "cryptography.x509"),
+    "analyze": (
+        "analyzer.session", "analyzer.classify", "analyzer.dissect.flowfacts", "cryptography.x509",
+        "analyzer.geo.resolver", "analyzer.geo.borders", "analyzer.report.jsonout", "analyzer.report.terminal",
+    ),
+}  # fmt: skip
+
+
+def pending() -> bool:
+    return _pending is not None
+
+
+def warm_up(command: str) -> None:
+    """Import (and load the cached data of) what `command` needs after the scan."""
+    import importlib
+
+    for name in _WARM_MODULES.get(command, ()):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    from analyzer.classify.signatures import load_signatures
+
+    load_signatures()
+    if command == "analyze":
+        from analyzer.geo import borders
+
+        borders.distance_to_country_km(0.0, 0.0, "US")  # decodes or reads the cached border rings
+
+
 def start_for_command(args: Any, progress_shown: bool) -> bool:
     """Start the child for `confscope flows` / `confscope analyze` (its first capture)."""
     if progress_shown:
