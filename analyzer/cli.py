@@ -97,22 +97,25 @@ def _add_progress_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
 
 
-def shows_progress(path: str, mode: str) -> bool:
+def _progress_total(path: str, mode: str) -> int:
+    """The capture's size when a progress bar is to be shown for it, else 0."""
     try:
         size = os.path.getsize(path)
     except OSError:
-        return False
-    return mode == "always" or (mode == "auto" and sys.stderr.isatty() and size > 20_000_000)
+        return 0
+    show = mode == "always" or (mode == "auto" and sys.stderr.isatty() and size > 20_000_000)
+    return size if show else 0
+
+
+def shows_progress(path: str, mode: str) -> bool:
+    return _progress_total(path, mode) > 0
 
 
 @contextmanager
 def progress_bar(path: str, mode: str):
     """A rich progress bar by bytes read; shown on a terminal for captures above a few MB."""
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        size = 0
-    if not shows_progress(path, mode) or size <= 0:
+    size = _progress_total(path, mode)
+    if not size:
         yield None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
@@ -195,12 +198,13 @@ def _one_line(text: object) -> str:
 
 
 def _start_prescan(args: argparse.Namespace) -> None:
-    """Scan the capture in a forked child while this process imports the rest (prescan.py)."""
+    """Scan the capture in a forked child while this process imports the rest (prescan.py); not
+    when a progress bar is shown (the parent scans and drives it)."""
     from analyzer import prescan
 
-    first = getattr(args, "capture", None) or (getattr(args, "captures", None) or [None])[0]
-    if args.command in ("flows", "analyze") and isinstance(first, str):
-        prescan.start_for_command(args, shows_progress(first, getattr(args, "progress", "auto")))
+    plan = prescan.plan_for_command(args)
+    if plan is not None and not shows_progress(plan[0], getattr(args, "progress", "auto")):
+        prescan.start(*plan)
 
 
 def _warm_up_while_scanning(args: argparse.Namespace) -> None:

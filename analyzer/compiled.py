@@ -1,6 +1,6 @@
 """The optional C extensions of the hot path, and the switch that turns them off.
 
-Each extension (record walk, frame decoding, payload kinds) has a pure numpy/Python twin that
+Each extension (record walk, frame decoding, payload kinds, grouping) has a pure numpy/Python twin that
 gives identical results; the tests compare the two. CONFSCOPE_PURE_PYTHON=1 forces the twins,
 which is also what runs when the package was installed without a C compiler.
 """

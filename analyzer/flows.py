@@ -13,7 +13,6 @@ import hashlib
 import ipaddress
 import struct
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
@@ -105,11 +104,6 @@ def flow_keys(c: dict[str, np.ndarray]) -> np.ndarray:
 Table = dict[str, np.ndarray]  # a partial flow table as columns; "key" holds the flow keys
 
 
-def aggregate(*args: Any, **kwargs: Any) -> pd.DataFrame:
-    """One partial flow table for the packets of a chunk, as a DataFrame (see aggregate_table)."""
-    return table_frame(aggregate_table(*args, **kwargs))
-
-
 def aggregate_table(
     c: dict[str, np.ndarray],
     codes: np.ndarray,
@@ -121,7 +115,8 @@ def aggregate_table(
     kinds: np.ndarray | None,
     n_kinds: int,
 ) -> Table:
-    """`aggregate` as plain columns (no DataFrame: a chunk's table is merged, not shown)."""
+    """One partial flow table for the packets of a chunk (`codes` index into `uniq`), as columns:
+    a chunk's table is merged, never shown (table_frame makes the DataFrame workers exchange)."""
     k = uniq.shape[0]
     n = codes.shape[0]
     d = c["dir"]

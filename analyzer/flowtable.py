@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from analyzer.capture.source import CaptureSource
+from analyzer.defaults import flows_scan_options
 from analyzer.errors import OptionError
 from analyzer.scan import ProgressFn, scan_capture
 
@@ -28,7 +29,7 @@ def flow_table(
         from analyzer.engines import build_flows
 
         return build_flows(source, engine=engine), {"warnings": [], "skipped_packets": 0}
-    result = scan_capture(source, progress=progress, keep_samples=dissect, media=False)
+    result = scan_capture(source, progress=progress, **flows_scan_options(dissect))
     flows = result.flows
     base = [c for c in flows.columns if c not in INTERNAL_COLUMNS and not c.startswith("kind_")]
     if dissect and len(flows):

@@ -8,6 +8,7 @@ while the parent process imports it at the same time (analyzer/prescan.py).
 from __future__ import annotations
 
 import importlib
+import sys
 import types
 from typing import Any
 
@@ -21,6 +22,4 @@ class LazyModule(types.ModuleType):
 
 def lazy_import(name: str) -> Any:
     """`name` itself when already imported, else a stand-in that imports it on first use."""
-    import sys
-
     return sys.modules.get(name) or LazyModule(name)

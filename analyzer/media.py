@@ -19,7 +19,15 @@ from functools import lru_cache
 import numpy as np
 
 from analyzer.compiled import load
-from analyzer.dissect.kinds import RTP, ZOOM_MEDIA, ZOOM_PORT_HI, ZOOM_PORT_LO, _Bytes, _zoom_media_ok
+from analyzer.dissect.kinds import (
+    RTP,
+    ZOOM_MEDIA,
+    ZOOM_PORT_HI,
+    ZOOM_PORT_LO,
+    _Bytes,
+    _zoom_media_ok,
+    c_packet_columns,
+)
 from analyzer.groups import factorize
 from analyzer.hashing import mix_columns
 from analyzer.lazy import lazy_import
@@ -113,15 +121,7 @@ def rtp_header_fields(
     if _compiled_kinds is None:
         return rtp_header_fields_numpy(buf, off, plen, kinds, sport, dport)
     out = np.empty((off.shape[0], 8), np.int64)
-    _compiled_kinds.rtp_fields(
-        np.ascontiguousarray(buf, np.uint8),
-        np.ascontiguousarray(off, np.int64),
-        np.ascontiguousarray(plen, np.int64),
-        np.ascontiguousarray(kinds, np.uint8),
-        np.ascontiguousarray(sport, np.int32),
-        np.ascontiguousarray(dport, np.int32),
-        out,
-    )
+    _compiled_kinds.rtp_fields(*c_packet_columns(buf, off, plen, kinds, sport, dport, np.int64), out)
     cols = tuple(out[:, j].copy() for j in range(8))
     return (*cols[:7], cols[7].astype(bool))
 

@@ -147,16 +147,13 @@ def warm_up(command: str) -> None:
         borders.distance_to_country_km(0.0, 0.0, "US")  # decodes or reads the cached border rings
 
 
-def start_for_command(args: Any, progress_shown: bool) -> bool:
-    """Start the child for `confscope flows` / `confscope analyze` (its first capture)."""
-    if progress_shown:
-        return False  # the parent scans and drives the bar
-    if args.command == "flows" and getattr(args, "engine", "native") == "native":
-        options = {"chunk_bytes": None, "keep_samples": not args.no_dissect, "media": False, "name": None}
-        return start(args.capture, options)
-    if args.command == "analyze" and args.captures:
-        from analyzer.defaults import ANALYZE_CHUNK_BYTES
+def plan_for_command(args: Any) -> tuple[str, dict[str, Any]] | None:
+    """(capture, scan options) that `confscope flows` / `confscope analyze` will scan first, with
+    the options those commands pass to scan_capture; None for other commands."""
+    from analyzer.defaults import analyze_scan_options, flows_scan_options
 
-        options = {"chunk_bytes": ANALYZE_CHUNK_BYTES, "keep_samples": True, "media": True, "name": None}
-        return start(args.captures[0], options)
-    return False
+    if args.command == "flows" and getattr(args, "engine", "native") == "native":
+        return args.capture, flows_scan_options(not args.no_dissect)
+    if args.command == "analyze" and args.captures:
+        return args.captures[0], analyze_scan_options()
+    return None

@@ -128,9 +128,6 @@ class _Sampler:
             )
         )
 
-    def frame(self) -> pd.DataFrame:
-        return _sample_frame(self.rows)
-
 
 def _sample_frame(rows: list[tuple]) -> pd.DataFrame:
     cols = ["flow_key", "frame", "ts_ns", "adir", "proto", "tcp_seq", "tcp_flags", "payload"]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from analyzer import __version__
 from analyzer.capture.source import CaptureSource, source_name
-from analyzer.defaults import ANALYZE_CHUNK_BYTES
+from analyzer.defaults import analyze_scan_options
 from analyzer.errors import OptionError
 from analyzer.findings import (
     capture_findings,
@@ -27,11 +27,11 @@ from analyzer.findings import (
     policy_findings,
     sort_findings,
 )
+from analyzer.hashing import file_sha256
 from analyzer.policy import ROLES, Policy, build_policy, violations
 from analyzer.scan import ProgressFn, ScanResult, scan_capture
 
 SCHEMA = "confscope.session/1"
-HASH_BLOCK_BYTES = 8 * 1024 * 1024  # reads of the sha256 thread (see _HashInBackground._run)
 FLOW_REPORT_COLUMNS = (
     "flow_id",
     "transport",
@@ -208,7 +208,7 @@ def analyze(
     """
     opts = _options(options)
     hasher = _HashInBackground(source)
-    scan = scan_capture(source, progress=progress, name=name, chunk_bytes=ANALYZE_CHUNK_BYTES)
+    scan = scan_capture(source, progress=progress, **analyze_scan_options(name))
     return session_from_scan(scan, source, opts, sha256=hasher.result(), resolver=resolver)
 
 
@@ -317,16 +317,8 @@ class _HashInBackground:
             self._thread.start()
 
     def _run(self) -> None:
-        # Large blocks: the thread takes the GIL once per 8 MiB (hashlib.file_digest's 256 KiB
-        # blocks made it take the GIL ~2,000 times per 500 MB, each time stalling the scan).
-        block = bytearray(HASH_BLOCK_BYTES)
-        view = memoryview(block)
-        digest = hashlib.sha256()
         try:
-            with open(self._source, "rb", buffering=0) as fh:  # type: ignore[arg-type]
-                while n := fh.readinto(block):
-                    digest.update(view[:n])
-            self._digest = digest.hexdigest()
+            self._digest = file_sha256(self._source)  # type: ignore[arg-type]
         except OSError:
             self._digest = None
 

@@ -120,7 +120,7 @@ def test_merging_partials_in_any_order_is_exact() -> None:
     from analyzer.capture import open_capture
     from analyzer.decode import DecodeState, decode_chunk
     from analyzer.decode import reasons as R
-    from analyzer.flows import aggregate, canonical, flow_keys
+    from analyzer.flows import aggregate_table, canonical, flow_keys, table_frame
 
     with open_capture(data, chunk_bytes=4096) as reader:
         state = DecodeState()
@@ -130,16 +130,18 @@ def test_merging_partials_in_any_order_is_exact() -> None:
             c = canonical(cols, idx)
             codes, uniq = pd.factorize(flow_keys(c))
             parts.append(
-                aggregate(
-                    c,
-                    codes,
-                    uniq.astype("uint64"),
-                    chunk.ts_ns[idx],
-                    chunk.wirelen[idx].astype("int64"),
-                    cols.tcp_flags[idx].astype("int64"),
-                    cols.encap[idx],
-                    None,
-                    0,
+                table_frame(
+                    aggregate_table(
+                        c,
+                        codes,
+                        uniq.astype("uint64"),
+                        chunk.ts_ns[idx],
+                        chunk.wirelen[idx].astype("int64"),
+                        cols.tcp_flags[idx].astype("int64"),
+                        cols.encap[idx],
+                        None,
+                        0,
+                    )
                 )
             )
     assert len(parts) > 3

@@ -306,16 +306,37 @@ def payload_kinds(
     if _compiled is None:
         return payload_kinds_numpy(buf, off, length, proto, sport, dport)
     out = np.empty(len(off), dtype=np.uint8)
-    _compiled.payload_kinds(
+    _compiled.payload_kinds(*c_packet_columns(buf, off, length, proto, sport, dport), out)
+    return out
+
+
+def c_packet_columns(
+    buf: np.ndarray,
+    off: np.ndarray,
+    length: np.ndarray,
+    proto_or_kind: np.ndarray,
+    sport: np.ndarray,
+    dport: np.ndarray,
+    length_dtype: type = np.int32,
+) -> tuple[np.ndarray, ...]:
+    """The packet columns in the layout _kinds.c reads; no copy where they already have it (the
+    decoder's columns do), values beyond int32 clipped where a narrower type is asked for."""
+    return (
         np.ascontiguousarray(buf, dtype=np.uint8),
         np.ascontiguousarray(off, dtype=np.int64),
-        np.ascontiguousarray(np.clip(length, -1, np.iinfo(np.int32).max), dtype=np.int32),
-        np.ascontiguousarray(proto, dtype=np.uint8),
-        np.ascontiguousarray(np.clip(sport, -1, 1 << 20), dtype=np.int32),
-        np.ascontiguousarray(np.clip(dport, -1, 1 << 20), dtype=np.int32),
-        out,
+        _narrow(length, length_dtype),
+        np.ascontiguousarray(proto_or_kind, dtype=np.uint8),
+        _narrow(sport, np.int32),
+        _narrow(dport, np.int32),
     )
-    return out
+
+
+def _narrow(values: np.ndarray, dtype: type) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype == dtype:
+        return np.ascontiguousarray(values)
+    info = np.iinfo(dtype)
+    return np.ascontiguousarray(np.clip(values, -1, info.max), dtype=dtype)
 
 
 def payload_kinds_numpy(
