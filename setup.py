@@ -7,6 +7,6 @@ EXTENSIONS = [
     Extension("analyzer.capture._walk", ["analyzer/capture/_walk.c"], optional=True),
     Extension("analyzer.decode._decode", ["analyzer/decode/_decode.c"], optional=True),
     Extension("analyzer.dissect._kinds", ["analyzer/dissect/_kinds.c"], optional=True),
-    Extension("analyzer._groups", ["analyzer/_groups.c"], optional=True),
+    Extension("analyzer.scan._groups", ["analyzer/scan/_groups.c"], optional=True),
 ]
 setup(ext_modules=EXTENSIONS)

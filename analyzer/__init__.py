@@ -18,15 +18,15 @@ __all__ = ["Dataset", "Session", "__version__", "analyze", "analyze_many"]
 def __getattr__(name: str) -> Any:
     # Imported on first use so that `import analyzer` (and the CLI's --help) stays fast.
     if name in ("analyze", "Session"):
-        from analyzer import session
+        import analyzer.session.build as session
 
         return getattr(session, name)
     if name == "analyze_many":
-        from analyzer.batch import analyze_many
+        from analyzer.batch.run import analyze_many
 
         return analyze_many
     if name == "Dataset":
-        from analyzer.dataset import Dataset
+        from analyzer.batch.dataset import Dataset
 
         return Dataset
     raise AttributeError(f"module 'analyzer' has no attribute {name!r}")

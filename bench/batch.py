@@ -21,8 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analyzer.batch import capture_task  # noqa: E402
-from analyzer.parallel import run_unordered  # noqa: E402
+from analyzer.batch.run import capture_task  # noqa: E402
+from analyzer.scan.parallel import run_unordered  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "captures" / "real"
 SOURCES = (
@@ -72,8 +72,8 @@ def run_many(paths: list[str], workers: int, scheduler=None) -> dict:
 
 
 def run_split(big: str) -> dict:
-    from analyzer.scan import scan_capture
-    from analyzer.split import scan_split
+    from analyzer.scan.scanner import scan_capture
+    from analyzer.scan.split import scan_split
 
     t0 = time.perf_counter()
     seq = scan_capture(big)

@@ -384,8 +384,8 @@ class _Timeout(BaseException):
 
 
 def run_in_process(path: Path, out_dir: Path, timeout: float) -> tuple[int | None, str, bool]:
-    """`confscope analyze PATH -o OUT --format json` through analyzer.cli.main, under an alarm."""
-    from analyzer.cli import main
+    """`confscope analyze PATH -o OUT --format json` through analyzer.cli.main.main, under an alarm."""
+    from analyzer.cli.main import main
 
     err = io.StringIO()
 

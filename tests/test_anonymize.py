@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.anonymize import (
+from analyzer.scan.flows import community_id
+from analyzer.session.anonymize import (
     PrefixPreservingAnonymizer,
     _Scrubber,
     anonymize_session,
@@ -23,8 +24,7 @@ from analyzer.anonymize import (
     find_key_material,
     resolve_key,
 )
-from analyzer.flows import community_id
-from analyzer.session import analyze
+from analyzer.session.build import analyze
 from tests.test_hostile import (
     LOCAL,
     LOCAL_MAC,
@@ -307,7 +307,7 @@ def test_sdes_key_material_never_in_session(plain) -> None:
 
 def test_streams_keep_joining_flows(tmp_path: Path) -> None:
     """With RTP streams (the demo call): stream flow_keys follow the flows' re-keyed flow_key."""
-    from analyzer.demo import write_demo_capture
+    from analyzer.capture.demo import write_demo_capture
 
     s = analyze(write_demo_capture(tmp_path / "demo.pcap"), region="north-america")
     a = anonymize_session(s, KEY)
@@ -321,7 +321,7 @@ def test_streams_keep_joining_flows(tmp_path: Path) -> None:
 
 def test_cli_anonymize_option(capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`confscope analyze --anonymize env:NAME` end to end (skips until the option is wired)."""
-    from analyzer.cli import build_parser, main
+    from analyzer.cli.main import build_parser, main
 
     try:
         build_parser().parse_args(["analyze", str(capture), "--anonymize", "k"])

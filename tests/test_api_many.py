@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analyzer.batch import analyze_many
+from analyzer.batch.run import analyze_many
 from analyzer.errors import OptionError
-from analyzer.session import analyze
+from analyzer.session.build import analyze
 from tests.conftest import real_capture
 
 
@@ -60,8 +60,8 @@ def test_dask_local_cluster_gives_the_same_dataset() -> None:
     assert local.summary["countries_per_app"] == remote.summary["countries_per_app"]
 
 
-@pytest.mark.parametrize("module", ["analyzer.batch", "analyzer.dataset", "analyzer.split", "analyzer.multifile",
-                                    "analyzer.parallel", "analyzer.batch_report"])
+@pytest.mark.parametrize("module", ["analyzer.batch.run", "analyzer.batch.dataset", "analyzer.scan.split",
+                                    "analyzer.session.multifile", "analyzer.scan.parallel", "analyzer.batch.summary"])
 def test_docstring_examples_run(module: str) -> None:
     import doctest
     import importlib

@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analyzer.batch import read_flows_dataset, run_batch_cli
-from analyzer.multifile import scan_files
-from analyzer.scan import scan_capture
-from analyzer.split import plan_split, scan_split
+from analyzer.batch.run import read_flows_dataset, run_batch_cli
+from analyzer.scan.scanner import scan_capture
+from analyzer.scan.split import plan_split, scan_split
+from analyzer.session.multifile import scan_files
 from tests.conftest import real_capture
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from analyzer.capture import CaptureReader, reader, source, walk
 from analyzer.decode import MAX_TUNNEL_DEPTH
-from analyzer.scan import scan_capture
-from analyzer.session import analyze
+from analyzer.scan.scanner import scan_capture
+from analyzer.session.build import analyze
 from tests.fuzz import hostile as H
 from tests.fuzz.harness import run_measured, watchdog
 
@@ -211,7 +211,7 @@ def test_many_tiny_flows_cost_memory_proportional_to_flows() -> None:
     result = run_measured(
         """
         import resource
-        from analyzer.scan import scan_capture
+        from analyzer.scan.scanner import scan_capture
         from tests.fuzz import hostile as H
         out = {}
         for n in (20000, 100000):
@@ -246,7 +246,7 @@ def test_many_tiny_flows_through_analyze_cost_bounded_memory_per_flow() -> None:
         runs[n] = run_measured(
             f"""
             import resource
-            from analyzer.session import analyze
+            from analyzer.session.build import analyze
             from tests.fuzz import hostile as H
             session = analyze(H.tiny_flows_pcap({n}))
             _emit({{"flows": len(session.flows), "peak": _peak_mb()}})

@@ -8,7 +8,7 @@ import pytest
 
 from analyzer.capture import writer as W
 from analyzer.decode import link, network, tunnels
-from analyzer.scan import SAMPLE_CONTROL, SAMPLE_FIRST, scan_capture
+from analyzer.scan.scanner import SAMPLE_CONTROL, SAMPLE_FIRST, scan_capture
 
 scapy_all = pytest.importorskip("scapy.all")
 from scapy.layers.inet import IP, UDP  # noqa: E402
@@ -125,7 +125,7 @@ def test_samples_keep_the_first_packets_and_a_bounded_number_of_control_packets(
 
 
 def test_ecb_statistics_sample_at_most_the_documented_packets_per_stream() -> None:
-    from analyzer.media import ECB_MAX_PACKETS as limit
+    from analyzer.scan.media import ECB_MAX_PACKETS as limit
     frames = []
     for seq in range(limit + 60):
         rtp = struct.pack("!BBHII", 0x80, 96, seq, seq * 160, 0x1234ABCD) + bytes(

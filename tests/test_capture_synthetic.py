@@ -12,7 +12,7 @@ import pytest
 from analyzer.capture import open_capture
 from analyzer.capture import writer as W
 from analyzer.errors import CaptureFormatError
-from analyzer.scan import scan_capture
+from analyzer.scan.scanner import scan_capture
 
 scapy_all = pytest.importorskip("scapy.all")
 Ether, IP, UDP, TCP, raw = scapy_all.Ether, scapy_all.IP, scapy_all.UDP, scapy_all.TCP, scapy_all.raw
@@ -192,7 +192,7 @@ def test_compiled_and_pure_python_walks_agree(tmp_path) -> None:
     pcap.write_bytes(W.pcap_bytes(frames)[:-3])
     ng.write_bytes(W.pcapng_bytes(frames, tsresol=9) + W.block(6, b"\0" * 8, length=3))
     code = (
-        "import sys; from analyzer.scan import scan_capture; from analyzer.capture import walk;"
+        "import sys; from analyzer.scan.scanner import scan_capture; from analyzer.capture import walk;"
         "print(walk.COMPILED);"
         "[print(scan_capture(p, chunk_bytes=4096).flows.drop(columns=['flow_key']).to_csv()) for p in sys.argv[1:]]"
     )

@@ -76,7 +76,7 @@ def _key(transport: str, a_ip: str, a_port: int, b_ip: str, b_port: int) -> tupl
 
 @cache
 def _classified(name: str) -> pd.DataFrame:
-    from analyzer.scan import scan_capture
+    from analyzer.scan.scanner import scan_capture
 
     r = scan_capture(real_capture(name))
     d = dissect_flows(r.flows, r.samples)

@@ -22,7 +22,7 @@ CONFERENCING = [
 
 @cache
 def classified(name: str) -> pd.DataFrame:
-    from analyzer.scan import scan_capture
+    from analyzer.scan.scanner import scan_capture
 
     r = scan_capture(real_capture(name))
     d = dissect_flows(r.flows, r.samples)
@@ -87,7 +87,7 @@ def test_zoom_stun_and_p2p():
 def test_zoom_p2p_inherits_from_stun_without_payload_marker():
     # The same flow table with the P2P flow's Zoom payload facts removed: the STUN rule alone
     # (local port used for STUN to a Zoom server within 300 s) must still say zoom.
-    from analyzer.scan import scan_capture
+    from analyzer.scan.scanner import scan_capture
 
     r = scan_capture(real_capture("zoom_p2p.pcapng"))
     d = dissect_flows(r.flows, r.samples)

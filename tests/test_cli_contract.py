@@ -3,7 +3,7 @@ without tracebacks, the flow table and geo lookups in their formats.
 
 The runs that matter end to end (demo, two captures, an unreadable file, --debug, CSV on a pipe)
 start as a user starts them, `python -m analyzer ...` in subprocesses launched together from one
-module fixture. The other cases call `analyzer.cli.main(argv)` in-process with the streams
+module fixture. The other cases call `analyzer.cli.main.main(argv)` in-process with the streams
 redirected: the same code path minus an interpreter start-up each, which keeps the file fast.
 """
 
@@ -45,7 +45,7 @@ class InProcess:
 
 
 def cli(*args: str) -> InProcess:
-    from analyzer.cli import main
+    from analyzer.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -72,7 +72,7 @@ def work(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def runs(work) -> dict[str, subprocess.CompletedProcess | InProcess]:
     """Every CLI run of this file, started concurrently; keyed by a short name."""
-    from analyzer.demo import write_demo_capture
+    from analyzer.capture.demo import write_demo_capture
 
     small = str(real_capture(SMALL))
     # The demo capture is deterministic: the same bytes `confscope demo` writes, so the runs that

@@ -11,7 +11,7 @@ from analyzer.capture.model import FrameChunk
 from analyzer.decode import PacketColumns, decode_frames_compiled, decode_frames_numpy
 from analyzer.decode import reasons as R
 from analyzer.dissect import kinds as K
-from analyzer.flows import KEY_COLUMNS, CanonicalColumns, canonical, flow_keys
+from analyzer.scan.flows import KEY_COLUMNS, CanonicalColumns, canonical, flow_keys
 from tests.conftest import real_captures
 
 if K._compiled is None or __import__("analyzer.decode", fromlist=["_compiled"])._compiled is None:
@@ -217,7 +217,9 @@ def test_payload_kinds_bad_offsets_read_nothing() -> None:
 
 def _pure_python(monkeypatch: pytest.MonkeyPatch) -> None:
     """What CONFSCOPE_PURE_PYTHON=1 selects at import, switched on in this process."""
-    from analyzer import decode, groups, media
+    import analyzer.scan.groups as groups
+    import analyzer.scan.media as media
+    from analyzer import decode
     from analyzer.capture import walk
 
     monkeypatch.setattr(decode, "_compiled", None)
@@ -230,7 +232,7 @@ def _pure_python(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_whole_scan_identical_without_the_extensions(monkeypatch: pytest.MonkeyPatch) -> None:
     """Flows, payload samples and media streams of every shared capture, compiled vs twins."""
-    from analyzer.scan import scan_capture
+    from analyzer.scan.scanner import scan_capture
 
     paths = [p for p in real_captures() if p.stat().st_size]
     if not paths:
@@ -248,7 +250,7 @@ def test_whole_scan_identical_without_the_extensions(monkeypatch: pytest.MonkeyP
 
 
 def test_grouping_identical_to_its_twin() -> None:
-    from analyzer import groups as G
+    import analyzer.scan.groups as G
 
     if G._compiled is None:
         pytest.skip("_groups is not built")
@@ -267,7 +269,7 @@ def test_grouping_identical_to_its_twin() -> None:
 
 def test_rtp_header_fields_identical_to_their_twin() -> None:
     """RTP header fields of mutated payloads posing as plain RTP and as Zoom media."""
-    from analyzer import media
+    import analyzer.scan.media as media
 
     rng = np.random.default_rng(11)
     fields_seen = 0
@@ -296,7 +298,7 @@ def test_rtp_header_fields_identical_to_their_twin() -> None:
 
 def test_compiled_functions_refuse_wrong_arrays() -> None:
     """Wrong item sizes or lengths are a Python error, never a read out of bounds."""
-    from analyzer import media
+    import analyzer.scan.media as media
 
     buf = np.zeros(64, np.uint8)
     off, n8 = np.zeros(3, np.int64), np.zeros(3, np.int64)

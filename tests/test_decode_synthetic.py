@@ -10,7 +10,7 @@ import pytest
 
 from analyzer.capture import writer as W
 from analyzer.engines.compare import compare_flows
-from analyzer.scan import scan_capture
+from analyzer.scan.scanner import scan_capture
 
 S = pytest.importorskip("scapy.all")
 from scapy.contrib.gtp import GTP_U_Header  # noqa: E402

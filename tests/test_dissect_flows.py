@@ -17,7 +17,7 @@ from tests.conftest import real_capture
 
 @cache
 def _scan(name: str):
-    from analyzer.scan import scan_capture
+    from analyzer.scan.scanner import scan_capture
 
     return scan_capture(real_capture(name))
 

@@ -12,8 +12,8 @@ import pytest
 
 from analyzer.capture import writer as W
 from analyzer.engines.table import community_id_v1
-from analyzer.flows import community_id, finalize, merge_partials
-from analyzer.scan import scan_capture
+from analyzer.scan.flows import community_id, finalize, merge_partials
+from analyzer.scan.scanner import scan_capture
 from tests.conftest import real_capture
 
 S = pytest.importorskip("scapy.all")
@@ -120,7 +120,7 @@ def test_merging_partials_in_any_order_is_exact() -> None:
     from analyzer.capture import open_capture
     from analyzer.decode import DecodeState, decode_chunk
     from analyzer.decode import reasons as R
-    from analyzer.flows import aggregate_table, canonical, flow_keys, table_frame
+    from analyzer.scan.flows import aggregate_table, canonical, flow_keys, table_frame
 
     with open_capture(data, chunk_bytes=4096) as reader:
         state = DecodeState()

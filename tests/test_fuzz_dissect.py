@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from analyzer.dissect.flowfacts import dissect_flows
 from analyzer.errors import ConfscopeError
-from analyzer.scan import scan_capture
+from analyzer.scan.scanner import scan_capture
 from tests.conftest import REAL
 from tests.fuzz.harness import fuzzer, watchdog
 

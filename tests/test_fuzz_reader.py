@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from analyzer.capture import CaptureReader, walk
 from analyzer.errors import ConfscopeError
-from analyzer.session import analyze
+from analyzer.session.build import analyze
 from tests.conftest import REAL
 from tests.fuzz.harness import fuzzer, watchdog
 

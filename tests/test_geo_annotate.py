@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analyzer.cli.geo import run_geo
 from analyzer.errors import OptionError
 from analyzer.geo.annotate import annotate_flows
-from analyzer.geo.cli_geo import run_geo
 from analyzer.geo.resolver import GeoResolver
 
 

@@ -196,11 +196,11 @@ def _tcp_frame(src: str, dst: str, sport: int, dport: int, flags: int) -> bytes:
 
 def test_speed_of_light_on_a_synthetic_capture(tmp_path: Path, cache_env: dict[str, str]) -> None:
     # build_flows is the documented entry point; scan_capture is the one-pass engine beneath it.
-    build_flows = getattr(importlib.import_module("analyzer.flows"), "build_flows", None)
+    build_flows = getattr(importlib.import_module("analyzer.scan.flows"), "build_flows", None)
     if build_flows is None:
-        build_flows = getattr(importlib.import_module("analyzer.scan"), "scan_capture", None)
+        build_flows = getattr(importlib.import_module("analyzer.scan.scanner"), "scan_capture", None)
     if build_flows is None:
-        pytest.skip("neither analyzer.flows.build_flows nor analyzer.scan.scan_capture exists")
+        pytest.skip("neither analyzer.scan.flows.build_flows nor analyzer.scan.scanner.scan_capture exists")
     client = "192.168.1.10"
     # Two servers the embedded data places in CN; the capture was taken in Berlin.
     handshakes = [("109.244.194.121", 4.0), ("109.244.194.122", 180.0)]

@@ -25,7 +25,7 @@ import pytest
 scapy_all = pytest.importorskip("scapy.all")
 from scapy.all import DNS, DNSQR, DNSRR, IP, TCP, UDP, Ether, Raw, wrpcap  # noqa: E402
 
-from analyzer.demo import server_flight  # noqa: E402
+from analyzer.capture.demo import server_flight  # noqa: E402
 
 LOCAL = "192.168.7.9"
 LOCAL_MAC = "02:11:22:33:44:55"

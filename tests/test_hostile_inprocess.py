@@ -1,4 +1,4 @@
-"""Hostile captures in process (issue 7, section 3): `analyzer.cli.main` on a hostile capture opens
+"""Hostile captures in process (issue 7, section 3): `analyzer.cli.main.main` on a hostile capture opens
 no socket, resolves no name and starts no process; output folder names are sanitised."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.cli_analyze import report_dir
+from analyzer.cli.analyze import report_dir
 from tests.test_hostile import HOSTILE_FILE_NAME, write_hostile_capture
 
 
@@ -31,7 +31,7 @@ def _tripwire(calls: list[str], name: str):
 def test_no_network_and_no_subprocess(
     hostile_capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from analyzer.cli import main
+    from analyzer.cli.main import main
 
     calls: list[str] = []
     for name in ("connect", "connect_ex", "sendto", "sendmsg", "bind"):

@@ -1,4 +1,4 @@
-"""MediaTap: per-SSRC stream statistics and the ECB repeated-block statistic (analyzer/media.py).
+"""MediaTap: per-SSRC stream statistics and the ECB repeated-block statistic (analyzer/scan/media.py).
 
 The tap is driven exactly as scan.py drives its taps: CaptureReader -> decode_chunk -> the decoded
 packets' payload kinds, canonical flow keys and direction. Expected figures are computed here
@@ -19,8 +19,8 @@ from analyzer.capture import CaptureReader
 from analyzer.decode import DecodeState, decode_chunk
 from analyzer.decode import reasons as R
 from analyzer.dissect.kinds import payload_kinds
-from analyzer.flows import canonical, flow_keys
-from analyzer.media import (
+from analyzer.scan.flows import canonical, flow_keys
+from analyzer.scan.media import (
     MediaResult,
     MediaTap,
     ecb_statistics,
@@ -265,7 +265,7 @@ def test_simulated_ecb_is_flagged_and_ctr_is_not(tmp_path):
 
 
 def test_demo_capture_media_is_flagged_ecb(tmp_path):
-    from analyzer.demo import write_demo_capture
+    from analyzer.capture.demo import write_demo_capture
 
     df = run_tap(write_demo_capture(tmp_path / "demo.pcap")).streams
     assert sorted(df["media_type"]) == ["audio", "audio", "video"]
@@ -314,7 +314,7 @@ def test_empty_and_unrelated_input():
 
 
 def test_flow_ids_and_client_direction_from_the_flow_table():
-    from analyzer.scan import scan_capture
+    from analyzer.scan.scanner import scan_capture
 
     path = real_capture("sip.pcap")
     flows = scan_capture(path, keep_samples=False).flows
@@ -340,7 +340,7 @@ def test_flow_ids_and_client_direction_from_the_flow_table():
 
 
 def test_gather_bytes_in_small_steps():
-    from analyzer.media import gather_bytes
+    from analyzer.scan.media import gather_bytes
 
     buf = np.arange(200, dtype=np.uint8)
     starts, lens = np.array([5, 100, 0, 150]), np.array([7, 40, 3, 50])

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.demo import write_demo_capture
+from analyzer.capture.demo import write_demo_capture
 from analyzer.errors import OptionError
-from analyzer.policy import build_policy, expand, load_policy_file, regions, violations
-from analyzer.session import Session, analyze
+from analyzer.session.build import Session, analyze
+from analyzer.session.policy import build_policy, expand, load_policy_file, regions, violations
 from tests.conftest import real_capture
 
 ZONE_CONTROLLER = "109.244.194.121"

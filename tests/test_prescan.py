@@ -1,4 +1,4 @@
-"""The command line's forked scan (analyzer/prescan.py): the same output with and without it, the
+"""The command line's forked scan (analyzer/cli/prescan.py): the same output with and without it, the
 same errors, a fallback when the child dies, and scan modules that never import pandas."""
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ def test_a_dead_child_means_the_parent_scans() -> None:
     path = str(real_capture("zoom_p2p.pcapng"))
     code = f"""
 import os, signal
-from analyzer import prescan
-from analyzer.scan import scan_capture
+import analyzer.cli.prescan as prescan
+from analyzer.scan.scanner import scan_capture
 options = {{"chunk_bytes": None, "keep_samples": True, "media": True, "name": None}}
 assert prescan.start({path!r}, options)
 os.kill(prescan._pending.pid, signal.SIGKILL)
@@ -106,7 +106,7 @@ def test_the_scan_never_imports_pandas() -> None:
     path = str(real_capture("zoom_p2p.pcapng"))
     code = f"""
 import sys
-from analyzer.scan import scan_raw
+from analyzer.scan.scanner import scan_raw
 raw = scan_raw({path!r}, media=True)
 assert "pandas" not in sys.modules, sorted(m for m in sys.modules if m.startswith("pandas"))[:3]
 assert raw.table["key"].size > 10 and raw.sample_rows and raw.media_tap.media_packets > 0

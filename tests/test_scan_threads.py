@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-import analyzer.scan as scan
+import analyzer.scan.scanner as scan
 from tests.conftest import real_capture
 
 

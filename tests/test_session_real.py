@@ -16,7 +16,7 @@ import pytest
 from analyzer.errors import CaptureFormatError
 from analyzer.geo.datafiles import iso_numeric_to_alpha2
 from analyzer.report import validate_report
-from analyzer.session import SCHEMA, Session, analyze
+from analyzer.session.build import SCHEMA, Session, analyze
 from tests.conftest import real_capture, real_captures
 
 EMPTY = "WebattackXSS.pcap"  # zero bytes (ERF-named upstream): not a capture at all

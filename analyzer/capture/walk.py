@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from analyzer.compiled import load
+from analyzer.common.compiled import load
 
 # Walk status codes returned to the reader.
 WALK_OK = 0  # stopped because the buffer holds no further complete record, or `out` is full

@@ -17,7 +17,7 @@ import pandas as pd
 from analyzer.classify.apps import Attribution, DnsIndex, attribute
 from analyzer.classify.roles import ROLES, channel_role, roles_of, split_bytes
 from analyzer.classify.signatures import CONTRACT_APPS, Signatures, load_signatures
-from analyzer.records import records as frame_records
+from analyzer.common.records import records as frame_records
 
 __all__ = ["CONTRACT_APPS", "ROLES", "Signatures", "classify_flows", "classify_scan", "load_signatures"]
 

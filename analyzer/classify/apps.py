@@ -18,7 +18,7 @@ from functools import lru_cache
 import pandas as pd
 
 from analyzer.classify.signatures import Signatures
-from analyzer.records import records as frame_records
+from analyzer.common.records import records as frame_records
 
 FALLBACK_APPS = frozenset(("sip", "webrtc", "unknown"))
 _CAP = 0.99

@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analyzer.capture.model import FrameChunk
-from analyzer.compiled import load
+from analyzer.common.compiled import load
+from analyzer.common.hashing import mix_columns
+from analyzer.common.lazy import lazy_import
 from analyzer.decode import reasons as R
 from analyzer.decode.fields import member, u16
 from analyzer.decode.link import ETH_IPV4, ETH_IPV6, ethertype_chain, link_layer
 from analyzer.decode.network import decode_ip
 from analyzer.decode.transport import PORTED, decode_transport
 from analyzer.decode.tunnels import INNER_ETHERNET, find_tunnels
-from analyzer.hashing import mix_columns
-from analyzer.lazy import lazy_import
 
-pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/lazy.py)
+pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/common/lazy.py)
 
 MAX_TUNNEL_DEPTH = 4
 MAX_PENDING_FRAGMENTS = 65536

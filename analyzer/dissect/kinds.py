@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.compiled import load
+from analyzer.common.compiled import load
 from analyzer.decode.fields import member
 
 KIND_NAMES: tuple[str, ...] = (

@@ -14,7 +14,7 @@ ENGINES = ("native", "tshark", "scapy")
 def build_flows(source: CaptureSource, engine: str = "native") -> pd.DataFrame:
     """The flow table (docs/internals.md columns) of one capture by the chosen engine."""
     if engine == "native":
-        from analyzer.scan import scan_capture
+        from analyzer.scan.scanner import scan_capture
 
         return scan_capture(source, keep_samples=False).flows
     if engine == "tshark":

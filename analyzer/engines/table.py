@@ -1,6 +1,6 @@
 """Per-packet rows from an independent engine -> the flow table of docs/internals.md.
 
-This is deliberately separate code from `analyzer.flows` (plain pandas group-bys over text
+This is deliberately separate code from `analyzer.scan.flows` (plain pandas group-bys over text
 addresses, its own Community ID): the cross-check engines must not share the native path's logic.
 """
 
@@ -14,7 +14,7 @@ import struct
 import numpy as np
 import pandas as pd
 
-from analyzer.flows import FLOW_COLUMNS
+from analyzer.scan.flows import FLOW_COLUMNS
 
 # Columns every engine fills, one row per frame that yielded an IP header.
 PACKET_COLUMNS = (

@@ -21,8 +21,8 @@ import geoip2.database
 import geoip2.errors
 import maxminddb
 
+from analyzer.common.hashing import file_sha256
 from analyzer.errors import GeoDatabaseError
-from analyzer.hashing import file_sha256
 
 DEFAULT_DIRS = (Path("/usr/share/GeoIP"), Path("/var/lib/GeoIP"))
 ENV_VAR = "CONFSCOPE_GEOIP"

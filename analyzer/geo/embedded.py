@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from analyzer.common.hashing import file_sha256
 from analyzer.geo.datafiles import DATA_DIR, manifest
-from analyzer.hashing import file_sha256
 
 
 def _writable_dir(path: Path) -> bool:

@@ -76,7 +76,7 @@ def run_measured(code: str, env: dict[str, str] | None = None, timeout: float = 
             except OSError:
                 pass
             return _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1024
-        import numpy, pandas, analyzer.scan, analyzer.session  # imports are not the bound under test
+        import numpy, pandas, analyzer.scan.scanner, analyzer.session.build  # imports are not the bound under test
         _BASE = _peak_mb()
         def _emit(result):
             result["peak_rss_mb"] = _peak_mb()

@@ -278,7 +278,7 @@ def write_demo_capture(path: str | Path) -> Path:
     return path
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m analyzer.demo OUT.pcap`
+if __name__ == "__main__":  # pragma: no cover - `python -m analyzer.capture.demo OUT.pcap`
     import sys
 
     print(write_demo_capture(sys.argv[1] if len(sys.argv) > 1 else "captures/demo-zoom-call.pcap"))

@@ -354,7 +354,7 @@ def _map_usernames(v: Any, anon: PrefixPreservingAnonymizer) -> Any:
 
 
 def _community_ids(flows: pd.DataFrame) -> list[str | None]:
-    from analyzer.flows import community_id
+    from analyzer.scan.flows import community_id
 
     out: list[str | None] = []
     for t, c, cp, s, sp in zip(
@@ -395,7 +395,7 @@ def anonymize_session(session: Any, key: str | bytes, *, anonymize_servers: bool
     """A new Session whose report, flows and streams carry pseudonyms instead of the capturing
     side's addresses, STUN usernames and MAC addresses (see the module docstring for the scope).
     The input session is not modified. Raises ValueError for an empty key."""
-    from analyzer.session import Session
+    from analyzer.session.build import Session
 
     passphrase = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     anon = PrefixPreservingAnonymizer(key)

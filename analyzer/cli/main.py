@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from analyzer import __version__
+from analyzer.cli.startup import import_pandas_without_pyarrow
 from analyzer.errors import ConfscopeError
-from analyzer.startup import import_pandas_without_pyarrow
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -133,11 +133,11 @@ def progress_bar(path: str, mode: str):
 
 
 def cmd_flows(args: argparse.Namespace) -> int:
-    from analyzer.flowtable import flow_table
+    from analyzer.session.flowtable import flow_table
 
     with progress_bar(args.capture, args.progress) as progress:
         table, info = flow_table(args.capture, engine=args.engine, dissect=not args.no_dissect, progress=progress)
-    from analyzer.flowtable import write_flow_table
+    from analyzer.session.flowtable import write_flow_table
 
     write_flow_table(table, args.format, args.output)
     for w in info.get("warnings", [])[:20]:
@@ -149,7 +149,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
 
 
 def cmd_geo(args: argparse.Namespace) -> int:
-    from analyzer.geo.cli_geo import run_geo
+    from analyzer.cli.geo import run_geo
 
     sys.stdout.write(run_geo(args.ips, args.format, args.geoip))
     return EXIT_OK
@@ -164,19 +164,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from analyzer.cli_analyze import run_analyze
+    from analyzer.cli.analyze import run_analyze
 
     return run_analyze(args)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from analyzer.cli_analyze import run_batch
+    from analyzer.cli.analyze import run_batch
 
     return run_batch(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from analyzer.cli_analyze import run_demo
+    from analyzer.cli.analyze import run_demo
 
     return run_demo(args)
 
@@ -200,7 +200,7 @@ def _one_line(text: object) -> str:
 def _start_prescan(args: argparse.Namespace) -> None:
     """Scan the capture in a forked child while this process imports the rest (prescan.py); not
     when a progress bar is shown (the parent scans and drives it)."""
-    from analyzer import prescan
+    import analyzer.cli.prescan as prescan
 
     plan = prescan.plan_for_command(args)
     if plan is not None and not shows_progress(plan[0], getattr(args, "progress", "auto")):
@@ -208,7 +208,7 @@ def _start_prescan(args: argparse.Namespace) -> None:
 
 
 def _warm_up_while_scanning(args: argparse.Namespace) -> None:
-    from analyzer import prescan
+    import analyzer.cli.prescan as prescan
 
     if prescan.pending():
         # Only a head start: whatever fails here is done (or reported) again later.
@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _run(args)
     finally:
         if argv is None:
-            from analyzer import prescan
+            import analyzer.cli.prescan as prescan
 
             prescan.cancel()
     if argv is None and args.command in FAST_EXIT_COMMANDS:

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from analyzer.cli import EXIT_OK, EXIT_USAGE, progress_bar
+from analyzer.cli.main import EXIT_OK, EXIT_USAGE, progress_bar
 from analyzer.errors import ConfscopeError, OptionError
 
 
@@ -35,7 +35,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from analyzer.report import render_summary
-    from analyzer.session import analyze
+    from analyzer.session.build import analyze
 
     formats = parse_formats(args.format)
     # Redirected output (CI logs, `| tee`) would otherwise wrap at 80 columns.
@@ -73,7 +73,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from analyzer.demo import write_demo_capture
+    from analyzer.capture.demo import write_demo_capture
 
     target = args.capture or str(Path(args.output) / "demo-zoom-call.pcap")
     path = write_demo_capture(target)
@@ -93,6 +93,6 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    from analyzer.batch import run_batch_cli
+    from analyzer.batch.run import run_batch_cli
 
     return run_batch_cli(args)

@@ -2,7 +2,7 @@
 
 The scan modules (scan, flows, decode, media) touch pandas only when a scan is finished. Binding
 `pd` lazily lets the command line scan a capture in a forked child that never imports pandas,
-while the parent process imports it at the same time (analyzer/prescan.py).
+while the parent process imports it at the same time (analyzer/cli/prescan.py).
 """
 
 from __future__ import annotations

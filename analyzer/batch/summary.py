@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from analyzer.dataset import SEVERITIES
+from analyzer.batch.dataset import SEVERITIES
 
 
 def _md(text: Any) -> str:

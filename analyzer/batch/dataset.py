@@ -125,7 +125,7 @@ class Dataset:
 
 
 def build_dataset(results: list[dict[str, Any]], options: dict[str, Any] | None = None) -> Dataset:
-    """A Dataset from per-capture task results (see `analyzer.batch.capture_task`), in input order."""
+    """A Dataset from per-capture task results (see `analyzer.batch.run.capture_task`), in input order."""
     tables: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
     sessions, failures, reports = [], [], {}
     for r in results:

@@ -31,9 +31,9 @@ from analyzer.capture import walk
 from analyzer.capture.reader import DEFAULT_MAX_CAPLEN, MAX_CAPLEN, WalkOut
 from analyzer.capture.sniff import PCAP_MAGICS as SNIFFED_PCAP_MAGICS
 from analyzer.capture.sniff import PCAPNG_SHB
-from analyzer.parallel import run_ordered
-from analyzer.partscan import PartScan, combine_parts, merge_infos, scan_part
-from analyzer.scan import ScanResult, scan_capture
+from analyzer.scan.parallel import run_ordered
+from analyzer.scan.parts import PartScan, combine_parts, merge_infos, scan_part
+from analyzer.scan.scanner import ScanResult, scan_capture
 
 # magic -> big-endian, from the one table that recognises containers
 PCAP_MAGICS = {magic: order == "big" for magic, (order, _exp) in SNIFFED_PCAP_MAGICS.items()}
@@ -92,7 +92,7 @@ class RangeStream(io.RawIOBase):
 def plan_split(path: str | os.PathLike, parts: int, min_part_bytes: int = MIN_PART_BYTES) -> SplitPlan | None:
     """Byte ranges at record boundaries, about equal in size; None when the file cannot be split.
 
-    >>> from analyzer.demo import write_demo_capture
+    >>> from analyzer.capture.demo import write_demo_capture
     >>> plan = plan_split(write_demo_capture("/tmp/confscope-split-doctest.pcap"), 2, min_part_bytes=1)
     >>> len(plan.ranges), plan.ranges[0].start
     (2, 24)
@@ -219,8 +219,8 @@ def scan_split(
     An `executor` (a ProcessPoolExecutor or a Dask `distributed.Client`) is used if given,
     otherwise a process pool of `workers` is started for the call.
 
-    >>> from analyzer.demo import write_demo_capture
-    >>> from analyzer.scan import scan_capture
+    >>> from analyzer.capture.demo import write_demo_capture
+    >>> from analyzer.scan.scanner import scan_capture
     >>> p = write_demo_capture("/tmp/confscope-split-doctest.pcap")
     >>> a, b = scan_split(p, 2, min_part_bytes=1), scan_capture(p)
     >>> a.flows.drop(columns="flow_key").equals(b.flows.drop(columns="flow_key"))

@@ -2,7 +2,7 @@
 session (tcpdump -C/-W, editcap -c/-i splits) and one large capture scanned as parallel ranges.
 
 Both produce one ScanResult through `partscan.combine_parts`, then the same session assembly
-as `analyzer.session.analyze`.
+as `analyzer.session.build.analyze`.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from analyzer.common.hashing import file_sha256
 from analyzer.errors import OptionError
-from analyzer.hashing import file_sha256
-from analyzer.parallel import run_ordered
-from analyzer.partscan import PartScan, combine_parts, merge_infos, scan_part
-from analyzer.scan import ScanResult
-from analyzer.session import SESSION_OPTIONS, Session
+from analyzer.scan.parallel import run_ordered
+from analyzer.scan.parts import PartScan, combine_parts, merge_infos, scan_part
+from analyzer.scan.scanner import ScanResult
+from analyzer.session.build import SESSION_OPTIONS, Session
 
 
 def scan_file(path: str) -> PartScan:
@@ -30,8 +30,8 @@ def scan_files(paths: Iterable[str | os.PathLike], workers: int = 1, executor: A
     """Scan files as one capture: flows continue across files, which are ordered by their first
     timestamp (so the order given does not matter); frame numbers run on across files.
 
-    >>> from analyzer.demo import write_demo_capture
-    >>> from analyzer.scan import scan_capture
+    >>> from analyzer.capture.demo import write_demo_capture
+    >>> from analyzer.scan.scanner import scan_capture
     >>> p = write_demo_capture("/tmp/confscope-multi-doctest.pcap")
     >>> len(scan_files([p]).flows) == len(scan_capture(p).flows)
     True
@@ -56,7 +56,7 @@ def _scan_ordered(names: list[str], workers: int, executor: Any) -> tuple[ScanRe
 
 def session_from_scan(scan: ScanResult, source: Any, **options: Any) -> Session:
     """The Session for a ScanResult obtained some other way than `session.analyze`."""
-    from analyzer.session import session_from_scan as build
+    from analyzer.session.build import session_from_scan as build
 
     return build(scan, source, **options)
 
@@ -83,8 +83,8 @@ def analyze_files(
 
 def analyze_split(path: str | os.PathLike, *, workers: int = 2, executor: Any = None, **options: Any) -> Session:
     """Analyse one large capture with its byte ranges scanned in parallel (same report as
-    `analyzer.session.analyze`)."""
-    from analyzer.split import scan_split
+    `analyzer.session.build.analyze`)."""
+    from analyzer.scan.split import scan_split
 
     _check_options(options)
     scan = scan_split(path, workers, executor=executor)

@@ -14,11 +14,12 @@ import numpy as np
 
 from analyzer.capture import CaptureInfo, CaptureReader, FrameChunk
 from analyzer.capture.source import CaptureSource
+from analyzer.common.lazy import lazy_import
 from analyzer.decode import DecodeState, Fragments, PacketColumns, attribute_fragments, decode_frames
 from analyzer.decode import reasons as R
 from analyzer.decode.fields import member
 from analyzer.dissect.kinds import KIND_NAMES, payload_kinds
-from analyzer.flows import (
+from analyzer.scan.flows import (
     TRANSPORT_NAMES,
     CanonicalColumns,
     Table,
@@ -29,11 +30,10 @@ from analyzer.flows import (
     merge_tables,
     table_frame,
 )
-from analyzer.groups import factorize, ranks
-from analyzer.lazy import lazy_import
-from analyzer.media import MediaResult, MediaTap
+from analyzer.scan.groups import factorize, ranks
+from analyzer.scan.media import MediaResult, MediaTap
 
-pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/lazy.py)
+pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/common/lazy.py)
 
 # Low-volume kinds whose every packet (up to SAMPLE_CONTROL) dissection wants to see. TLS and QUIC
 # handshakes are not among them: they open a flow, so the first SAMPLE_FIRST packets hold them, and
@@ -291,7 +291,7 @@ def scan_capture(
     name: str | None = None,
 ) -> ScanResult:
     """Read, decode and aggregate a whole capture in one pass."""
-    from analyzer import prescan
+    import analyzer.cli.prescan as prescan
 
     options = {"chunk_bytes": chunk_bytes, "keep_samples": keep_samples, "media": media, "name": name}
     raw = prescan.collect(source, options) if progress is None else None
@@ -303,7 +303,7 @@ def scan_capture(
 @dataclass
 class RawScan:
     """A scan before its tables become DataFrames: numpy columns and plain Python objects only,
-    so it can be made without pandas and pickled (analyzer/prescan.py)."""
+    so it can be made without pandas and pickled (analyzer/cli/prescan.py)."""
 
     table: Table
     sample_rows: list[tuple] | None

@@ -3,7 +3,7 @@
 A `confscope` run spends ~0.35 s importing pandas and the later stages before it could read a
 byte, and a 2-core machine has a second core idle meanwhile. So `confscope flows` and `confscope
 analyze` fork at once: the child imports only numpy and the scan modules (none of which imports
-pandas, see analyzer/lazy.py), runs `scan_raw` and sends the RawScan back through a pipe; the
+pandas, see analyzer/common/lazy.py), runs `scan_raw` and sends the RawScan back through a pipe; the
 parent carries on with its imports and, when it reaches `scan_capture` for the same file and
 options, takes the child's result instead of scanning again.
 
@@ -65,7 +65,7 @@ def start(path: str, options: dict[str, Any]) -> bool:
 def _child(path: str, options: dict[str, Any], fd: int) -> None:
     code = 0
     try:
-        from analyzer.scan import scan_raw
+        from analyzer.scan.scanner import scan_raw
 
         try:
             payload: tuple[str, Any] = ("ok", scan_raw(path, **options))
@@ -119,9 +119,9 @@ def cancel() -> None:
 # What each command imports and loads once the scan is done; with a child scanning, the parent
 # would only wait, so it does this meanwhile.
 _WARM_MODULES = {
-    "flows": ("analyzer.flowtable", "analyzer.classify", "analyzer.dissect.flowfacts", "cryptography.x509"),
+    "flows": ("analyzer.session.flowtable", "analyzer.classify", "analyzer.dissect.flowfacts", "cryptography.x509"),
     "analyze": (
-        "analyzer.session", "analyzer.classify", "analyzer.dissect.flowfacts", "cryptography.x509",
+        "analyzer.session.build", "analyzer.classify", "analyzer.dissect.flowfacts", "cryptography.x509",
         "analyzer.geo.resolver", "analyzer.geo.borders", "analyzer.report.jsonout", "analyzer.report.terminal",
     ),
 }  # fmt: skip
@@ -150,7 +150,7 @@ def warm_up(command: str) -> None:
 def plan_for_command(args: Any) -> tuple[str, dict[str, Any]] | None:
     """(capture, scan options) that `confscope flows` / `confscope analyze` will scan first, with
     the options those commands pass to scan_capture; None for other commands."""
-    from analyzer.defaults import analyze_scan_options, flows_scan_options
+    from analyzer.scan.defaults import analyze_scan_options, flows_scan_options
 
     if args.command == "flows" and getattr(args, "engine", "native") == "native":
         return args.capture, flows_scan_options(not args.no_dissect)

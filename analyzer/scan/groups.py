@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.compiled import load
+from analyzer.common.compiled import load
 
-_compiled = load("analyzer._groups")
+_compiled = load("analyzer.scan._groups")
 
 
 def factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """Scan one part of a capture (a byte range, or one file of a rotated set) into a partial result,
 and combine partial results into exactly the ScanResult a single sequential pass would give.
 
-Flow tables combine with `analyzer.flows.merge_partials`, the merge the chunked reader uses.
+Flow tables combine with `analyzer.scan.flows.merge_partials`, the merge the chunked reader uses.
 Payload samples need more care: a sequential pass keeps the first SAMPLE_FIRST payloads of each
 flow direction plus up to SAMPLE_CONTROL later control packets, and "first" depends on what the
 earlier parts saw. Each part therefore keeps a superset (its own first packets and its own
@@ -21,8 +21,8 @@ from analyzer.capture import CaptureInfo, CaptureReader
 from analyzer.capture.source import CaptureSource
 from analyzer.decode import DecodeState
 from analyzer.dissect.kinds import KIND_NAMES
-from analyzer.flows import finalize, merge_partials
-from analyzer.scan import (
+from analyzer.scan.flows import finalize, merge_partials
+from analyzer.scan.scanner import (
     SAMPLE_CONTROL,
     SAMPLE_FIRST,
     SAMPLE_MAX_BYTES,

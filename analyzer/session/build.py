@@ -17,9 +17,11 @@ import pandas as pd
 
 from analyzer import __version__
 from analyzer.capture.source import CaptureSource, source_name
-from analyzer.defaults import analyze_scan_options
+from analyzer.common.hashing import file_sha256
 from analyzer.errors import OptionError
-from analyzer.findings import (
+from analyzer.scan.defaults import analyze_scan_options
+from analyzer.scan.scanner import ProgressFn, ScanResult, scan_capture
+from analyzer.session.findings import (
     capture_findings,
     cleartext_key_findings,
     ecb_findings,
@@ -27,9 +29,7 @@ from analyzer.findings import (
     policy_findings,
     sort_findings,
 )
-from analyzer.hashing import file_sha256
-from analyzer.policy import ROLES, Policy, build_policy, violations
-from analyzer.scan import ProgressFn, ScanResult, scan_capture
+from analyzer.session.policy import ROLES, Policy, build_policy, violations
 
 SCHEMA = "confscope.session/1"
 FLOW_REPORT_COLUMNS = (
@@ -164,7 +164,7 @@ def prepare_options(
     pol = build_policy(allow, region, policy)
     stated = parse_vantage(vantage) if vantage else None
     if isinstance(anonymize, str) and anonymize:
-        from analyzer.anonymize import resolve_key
+        from analyzer.session.anonymize import resolve_key
 
         try:  # `env:NAME` and `file:PATH` keep the key out of process listings and shell history
             anonymize = resolve_key(anonymize)
@@ -199,7 +199,7 @@ def analyze(
     from analyzer/data/regions.toml), policy (a TOML file), vantage ("CC" or "LAT,LON"),
     anonymize (a key: pseudonymise local addresses) and anonymize_servers.
 
-    >>> from analyzer.demo import write_demo_capture
+    >>> from analyzer.capture.demo import write_demo_capture
     >>> s = analyze(write_demo_capture("/tmp/confscope-doctest.pcap"), region="north-america")
     >>> sorted(s.key_exchange["country"])
     ['CN', 'US']
@@ -241,7 +241,7 @@ def session_from_scan(
             resolver.close()
     if opts.anonymize:
         # After geolocation, so that countries and ASNs stay those of the real addresses.
-        from analyzer.anonymize import anonymize_session
+        from analyzer.session.anonymize import anonymize_session
 
         session = anonymize_session(session, opts.anonymize, anonymize_servers=opts.anonymize_servers)
     return session
@@ -547,7 +547,7 @@ def _judge_streams(streams: pd.DataFrame) -> pd.DataFrame:
     """Add the media verdict (ecb_like / unencrypted_like / ciphertext_like / insufficient) per stream."""
     if streams.empty:
         return streams
-    from analyzer.media import media_verdict
+    from analyzer.scan.media import media_verdict
 
     out = streams.copy()
     verdicts = [media_verdict(row) for _, row in out.iterrows()]

@@ -18,7 +18,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from analyzer.compiled import load
+from analyzer.common.compiled import load
+from analyzer.common.hashing import mix_columns
+from analyzer.common.lazy import lazy_import
 from analyzer.dissect.kinds import (
     RTP,
     ZOOM_MEDIA,
@@ -28,11 +30,9 @@ from analyzer.dissect.kinds import (
     _zoom_media_ok,
     c_packet_columns,
 )
-from analyzer.groups import factorize
-from analyzer.hashing import mix_columns
-from analyzer.lazy import lazy_import
+from analyzer.scan.groups import factorize
 
-pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/lazy.py)
+pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/common/lazy.py)
 
 MEDIA_TYPES: tuple[str, ...] = ("unknown", "audio", "video", "screenshare", "fec")
 UNKNOWN, AUDIO, VIDEO, SCREEN, FEC = range(len(MEDIA_TYPES))

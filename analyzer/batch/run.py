@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from analyzer import __version__
-from analyzer.dataset import Dataset, build_dataset, session_summary
+from analyzer.batch.dataset import Dataset, build_dataset, session_summary
+from analyzer.common.hashing import file_sha256
 from analyzer.errors import ConfscopeError, OptionError
-from analyzer.hashing import file_sha256
-from analyzer.parallel import default_workers, run_unordered
-from analyzer.session import SESSION_OPTIONS, prepare_options
+from analyzer.scan.parallel import default_workers, run_unordered
+from analyzer.session.build import SESSION_OPTIONS, prepare_options
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".dmp")
 MANIFEST = "manifest.json"
@@ -151,14 +151,14 @@ def capture_task(spec: dict[str, Any]) -> dict[str, Any]:
 def _run_session(spec: dict[str, Any]) -> Any:
     options = spec["options"]
     if spec.get("paths"):
-        from analyzer.multifile import analyze_files
+        from analyzer.session.multifile import analyze_files
 
         return analyze_files(spec["paths"], workers=spec.get("split_workers", 1), **options)
     if spec.get("split_workers", 1) > 1:
-        from analyzer.multifile import analyze_split
+        from analyzer.session.multifile import analyze_split
 
         return analyze_split(spec["path"], workers=spec["split_workers"], **options)
-    from analyzer.session import analyze
+    from analyzer.session.build import analyze
 
     return analyze(spec["path"], **options)
 
@@ -171,7 +171,7 @@ def _one_line(text: object) -> str:
 def capture_names(paths: list[str], reserved: dict[str, str] | None = None) -> list[str]:
     """Unique report-folder names (the stems `confscope analyze` uses); `reserved` maps a path to
     the name an earlier run gave it, so resumed runs keep their folders."""
-    from analyzer.cli_analyze import report_dir
+    from analyzer.cli.analyze import report_dir
 
     reserved = reserved or {}
     used = set(reserved.values())
@@ -198,7 +198,7 @@ def analyze_many(
     are those of `analyzer.analyze` (geoip, allow, region, policy, vantage), checked before any
     work starts. A capture that cannot be analysed is listed in `failures`, never raised.
 
-    >>> from analyzer.demo import write_demo_capture
+    >>> from analyzer.capture.demo import write_demo_capture
     >>> p = write_demo_capture("/tmp/confscope-many-doctest.pcap")
     >>> ds = analyze_many([p, "/tmp/confscope-no-such.pcap"], workers=1, region="north-america")
     >>> ds.sessions_with_violations, ds.failures["capture"].tolist()
@@ -246,7 +246,7 @@ def save_manifest(out: Path, manifest: dict[str, Any]) -> None:
 
 def run_batch_cli(args: Any) -> int:
     """`confscope batch`: returns the exit code (0, 1 policy violated, 2 usage)."""
-    from analyzer.cli_analyze import parse_formats
+    from analyzer.cli.analyze import parse_formats
 
     formats = parse_formats(args.format)
     opts = validate_options({k: getattr(args, k, None) for k in SESSION_OPTIONS})
@@ -326,7 +326,7 @@ def _group_sha256(group: list[str]) -> str | None:
 
 
 def _splittable(path: str) -> bool:
-    from analyzer.split import is_splittable
+    from analyzer.scan.split import is_splittable
 
     try:
         return os.path.getsize(path) >= SPLIT_MIN_BYTES and is_splittable(path)
@@ -385,8 +385,8 @@ def _run_with_progress(
 
 
 def _finish(out: Path, results: list[dict[str, Any]], opts: dict[str, Any], formats: list[str]) -> int:
-    from analyzer.batch_report import write_summary
-    from analyzer.dataset import cross_summary
+    from analyzer.batch.dataset import cross_summary
+    from analyzer.batch.summary import write_summary
 
     sessions = [
         {"capture": r["capture"], "path": r["path"], "skipped": bool(r.get("skipped")), **(r["summary"] or {})}

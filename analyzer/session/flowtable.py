@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 
 from analyzer.capture.source import CaptureSource
-from analyzer.defaults import flows_scan_options
 from analyzer.errors import OptionError
-from analyzer.scan import ProgressFn, scan_capture
+from analyzer.scan.defaults import flows_scan_options
+from analyzer.scan.scanner import ProgressFn, scan_capture
 
 ENGINES = ("native", "tshark", "scapy")
 CLASSIFIED_COLUMNS = ("app", "app_confidence", "protocol", "roles", "hostname", "bytes_by_role")

@@ -1,0 +1,2 @@
+"""Small helpers every stage may use: the optional C extensions' loader, integer hashing, row
+conversion. Nothing here imports another part of confscope."""
