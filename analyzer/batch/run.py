@@ -24,7 +24,7 @@ from analyzer.batch.dataset import Dataset, build_dataset, session_summary
 from analyzer.common.hashing import file_sha256
 from analyzer.errors import ConfscopeError, OptionError
 from analyzer.scan.parallel import default_workers, run_unordered
-from analyzer.session.build import SESSION_OPTIONS, prepare_options
+from analyzer.session.options import SESSION_OPTIONS, prepare_options
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".dmp")
 MANIFEST = "manifest.json"
@@ -171,7 +171,7 @@ def _one_line(text: object) -> str:
 def capture_names(paths: list[str], reserved: dict[str, str] | None = None) -> list[str]:
     """Unique report-folder names (the stems `confscope analyze` uses); `reserved` maps a path to
     the name an earlier run gave it, so resumed runs keep their folders."""
-    from analyzer.cli.analyze import report_dir
+    from analyzer.report import report_dir
 
     reserved = reserved or {}
     used = set(reserved.values())
@@ -246,7 +246,7 @@ def save_manifest(out: Path, manifest: dict[str, Any]) -> None:
 
 def run_batch_cli(args: Any) -> int:
     """`confscope batch`: returns the exit code (0, 1 policy violated, 2 usage)."""
-    from analyzer.cli.analyze import parse_formats
+    from analyzer.report import parse_formats
 
     formats = parse_formats(args.format)
     opts = validate_options({k: getattr(args, k, None) for k in SESSION_OPTIONS})

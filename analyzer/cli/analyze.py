@@ -9,26 +9,7 @@ from pathlib import Path
 
 from analyzer.cli.main import EXIT_OK, EXIT_USAGE, progress_bar
 from analyzer.errors import ConfscopeError, OptionError
-
-
-def parse_formats(text: str) -> list[str]:
-    from analyzer.report import FORMATS
-
-    wanted = [f.strip().lower() for f in text.split(",") if f.strip()]
-    unknown = sorted(set(wanted) - set(FORMATS))
-    if unknown or not wanted:
-        raise OptionError(f"--format: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(FORMATS)}")
-    return wanted
-
-
-def report_dir(out: str | Path, capture: str | Path, used: set[str]) -> Path:
-    """DIR/<capture stem>, made unique; the stem comes from the file name the user gave, cleaned."""
-    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(capture).stem)[:80].strip(".") or "capture"
-    name, k = stem, 2
-    while name in used:
-        name, k = f"{stem}-{k}", k + 1
-    used.add(name)
-    return Path(out) / name
+from analyzer.report import parse_formats, report_dir
 
 
 def run_analyze(args: argparse.Namespace) -> int:

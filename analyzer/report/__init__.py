@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.errors import OptionError
+
 # Renderers load on first use: `confscope flows` needs only the CSV writer, and the HTML, map
 # and terminal renderers (with their imports) would cost it start-up time and memory.
 _LAZY = {
@@ -41,10 +43,30 @@ FILENAMES: dict[str, str] = {
 }
 FORMATS: tuple[str, ...] = tuple(FILENAMES)
 
+
+def parse_formats(text: str) -> list[str]:
+    wanted = [f.strip().lower() for f in text.split(",") if f.strip()]
+    unknown = sorted(set(wanted) - set(FORMATS))
+    if unknown or not wanted:
+        raise OptionError(f"--format: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(FORMATS)}")
+    return wanted
+
+
+def report_dir(out: str | Path, capture: str | Path, used: set[str]) -> Path:
+    """DIR/<capture stem>, made unique; the stem comes from the file name the user gave, cleaned."""
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(capture).stem)[:80].strip(".") or "capture"
+    name, k = stem, 2
+    while name in used:
+        name, k = f"{stem}-{k}", k + 1
+    used.add(name)
+    return Path(out) / name
+
 __all__ = [
     "FILENAMES",
     "FORMATS",
+    "parse_formats",
     "render_summary",
+    "report_dir",
     "to_html",
     "to_json",
     "to_markdown",

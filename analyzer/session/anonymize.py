@@ -395,7 +395,7 @@ def anonymize_session(session: Any, key: str | bytes, *, anonymize_servers: bool
     """A new Session whose report, flows and streams carry pseudonyms instead of the capturing
     side's addresses, STUN usernames and MAC addresses (see the module docstring for the scope).
     The input session is not modified. Raises ValueError for an empty key."""
-    from analyzer.session.build import Session
+    from analyzer.session.model import Session
 
     passphrase = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     anon = PrefixPreservingAnonymizer(key)

@@ -18,7 +18,8 @@ from analyzer.errors import OptionError
 from analyzer.scan.parallel import run_ordered
 from analyzer.scan.parts import PartScan, combine_parts, merge_infos, scan_part
 from analyzer.scan.scanner import ScanResult
-from analyzer.session.build import SESSION_OPTIONS, Session
+from analyzer.session.model import Session
+from analyzer.session.options import SESSION_OPTIONS
 
 
 def scan_file(path: str) -> PartScan:

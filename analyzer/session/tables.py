@@ -1,0 +1,252 @@
+"""The session's tables in the report contract (schema confscope.session/1): apps, countries,
+local traffic, key exchange, media, meetings, flow records and data attributions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analyzer.common.plain import to_plain
+from analyzer.session.policy import ROLES
+
+FLOW_REPORT_COLUMNS = (
+    "flow_id",
+    "transport",
+    "client_ip",
+    "client_port",
+    "server_ip",
+    "server_port",
+    "first_ts",
+    "last_ts",
+    "packets_c2s",
+    "packets_s2c",
+    "bytes_c2s",
+    "bytes_s2c",
+    "app",
+    "app_confidence",
+    "protocol",
+    "roles",
+    "bytes_by_role",
+    "hostname",
+    "server_country",
+    "server_asn",
+    "server_org",
+    "remote_ip",
+    "remote_country",
+    "remote_scope",
+    "registered_country",
+    "community_id",
+    "tcp_rtt_ms",
+    "min_rtt_ms",
+    "app_evidence",
+)
+
+
+def _sum_roles(values: Iterable[Any]) -> dict[str, int]:
+    total: dict[str, int] = dict.fromkeys(ROLES, 0)
+    for d in values:
+        if isinstance(d, dict):
+            for k, v in d.items():
+                total[k] = total.get(k, 0) + int(v)
+    return {k: v for k, v in total.items() if v}
+
+
+def apps_table(flows: pd.DataFrame) -> list[dict[str, Any]]:
+    if flows.empty:
+        return []
+    g = flows.groupby(flows["app"].fillna("unknown"))
+    out = [
+        {
+            "app": app,
+            "flows": len(df),
+            "packets": int(df["packets"].sum()),
+            "bytes": int(df["bytes"].sum()),
+            "bytes_by_role": _sum_roles(df["bytes_by_role"]),
+        }
+        for app, df in g
+    ]
+    return sorted(out, key=lambda r: -r["bytes"])
+
+
+def countries_table(flows: pd.DataFrame) -> list[dict[str, Any]]:
+    pub = flows[flows["remote_scope"] == "public"]
+    if pub.empty:
+        return []
+    out = []
+    for cc, df in pub.groupby(pub["remote_country"].fillna("ZZ")):
+        out.append(
+            {
+                "country": cc,
+                "flows": len(df),
+                "packets": int(df["packets"].sum()),
+                "bytes": int(df["bytes"].sum()),
+                "bytes_by_role": _sum_roles(df["bytes_by_role"]),
+                "apps": sorted(set(df["app"].fillna("unknown"))),
+                "asns": sorted({int(a) for a in df["remote_asn"].dropna()}),
+            }
+        )
+    return sorted(out, key=lambda r: -r["bytes"])
+
+
+def local_table(flows: pd.DataFrame) -> dict[str, Any]:
+    loc = flows[flows["remote_scope"] != "public"]
+    return {
+        "flows": len(loc),
+        "packets": int(loc["packets"].sum()) if len(loc) else 0,
+        "bytes": int(loc["bytes"].sum()) if len(loc) else 0,
+        "by_scope": {str(k): int(v) for k, v in loc["remote_scope"].value_counts().items()},
+        "bytes_by_role": _sum_roles(loc["bytes_by_role"]),
+    }
+
+
+def _has_role(roles: Any, role: str) -> bool:
+    return isinstance(roles, list | tuple | set | frozenset | np.ndarray) and role in list(roles)
+
+
+def key_exchange_table(flows: pd.DataFrame) -> list[dict[str, Any]]:
+    kx = flows[[_has_role(r, "key_exchange") for r in flows["roles"]]] if len(flows) else flows
+    return [
+        {
+            "flow_id": int(r["flow_id"]),
+            "app": r["app"],
+            "protocol": r["protocol"],
+            "server_ip": r["remote_ip"],
+            "server_port": int(r["server_port"] if r["remote_ip"] == r["server_ip"] else r["client_port"]),
+            "hostname": _opt(r.get("hostname")),
+            "country": _opt(r["remote_country"]),
+            "asn": _opt_int(r["remote_asn"]),
+            "org": _opt(r["remote_org"]),
+            "scope": r["remote_scope"],
+            "bytes": int(r["bytes"]),
+            "first_ts": float(r["first_ts"]),
+        }
+        for _, r in kx.iterrows()
+    ]
+
+
+def media_table(flows: pd.DataFrame, streams: pd.DataFrame) -> list[dict[str, Any]]:
+    med = flows[[_has_role(r, "media") for r in flows["roles"]]] if len(flows) else flows
+    by_flow: dict[int, list[dict[str, Any]]] = {}
+    if not streams.empty and "flow_id" in streams:
+        for fid, df in streams.groupby("flow_id"):
+            by_flow[int(fid)] = [_stream_record(s) for _, s in df.iterrows()]
+    return [
+        {
+            "flow_id": int(r["flow_id"]),
+            "app": r["app"],
+            "protocol": r["protocol"],
+            "server_ip": r["remote_ip"],
+            "server_port": int(r["server_port"]),
+            "country": _opt(r["remote_country"]),
+            "asn": _opt_int(r["remote_asn"]),
+            "org": _opt(r["remote_org"]),
+            "packets": int(r["packets"]),
+            "bytes": int(r["bytes"]),
+            "media_bytes": int((r["bytes_by_role"] or {}).get("media", 0))
+            if isinstance(r["bytes_by_role"], dict)
+            else 0,
+            "streams": by_flow.get(int(r["flow_id"]), []),
+        }
+        for _, r in med.iterrows()
+    ]
+
+
+def _stream_record(s: pd.Series) -> dict[str, Any]:
+    keep = (
+        "verdict",
+        "verdict_reason",
+        "ssrc",
+        "media_type",
+        "dir",
+        "payload_type",
+        "packets",
+        "bytes",
+        "duration_s",
+        "bitrate_bps",
+        "lost",
+        "expected",
+        "reordered",
+        "jitter_ms",
+        "ecb_blocks",
+        "ecb_repeats",
+        "ecb_like",
+        "unencrypted_like",
+    )
+    return {k: to_plain(s[k]) for k in keep if k in s.index}
+
+
+def judge_streams(streams: pd.DataFrame) -> pd.DataFrame:
+    """Add the media verdict (ecb_like / unencrypted_like / ciphertext_like / insufficient) per stream."""
+    if streams.empty:
+        return streams
+    from analyzer.scan.media import media_verdict
+
+    out = streams.copy()
+    verdicts = [media_verdict(row) for _, row in out.iterrows()]
+    out["verdict"] = [v for v, _r in verdicts]
+    out["verdict_reason"] = [r for _v, r in verdicts]
+    out["ecb_like"] = out["verdict"] == "ecb_like"
+    out["unencrypted_like"] = out["verdict"] == "unencrypted_like"
+    out["ecb_random_expected"] = out.get("ecb_repeats_expected_random", 0.0)
+    out["ecb_reason"] = out["verdict_reason"]
+    return out
+
+
+def meetings_table(flows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Flows of one app whose activity overlaps in time form one meeting (unknown/DNS excluded)."""
+    out = []
+    apps = flows[~flows["app"].fillna("unknown").isin(["unknown", "webrtc"])] if len(flows) else flows
+    for app, df in apps.groupby("app"):
+        spans = sorted(zip(df["first_ts"], df["last_ts"], df["flow_id"], strict=True))
+        start, end, ids = spans[0][0], spans[0][1], [spans[0][2]]
+        for s, e, fid in spans[1:]:
+            if s <= end + 30.0:  # a 30 s gap still belongs to the same meeting
+                end, ids = max(end, e), [*ids, fid]
+            else:
+                out.append(_meeting(app, start, end, ids))
+                start, end, ids = s, e, [fid]
+        out.append(_meeting(app, start, end, ids))
+    return out
+
+
+def _meeting(app: str, start: float, end: float, ids: list[int]) -> dict[str, Any]:
+    return {
+        "app": app,
+        "start_ts": float(start),
+        "end_ts": float(end),
+        "duration_s": float(end - start),
+        "flow_ids": sorted(int(i) for i in ids),
+    }
+
+
+def flow_records(flows: pd.DataFrame) -> list[dict[str, Any]]:
+    cols = [c for c in FLOW_REPORT_COLUMNS if c in flows]
+    return [{k: to_plain(v) for k, v in zip(cols, row, strict=True)} for row in flows[cols].itertuples(index=False)]
+
+
+def attributions(resolver: Any) -> list[dict[str, str]]:
+    out = [
+        {"text": "IP Geolocation by DB-IP", "url": "https://db-ip.com"},
+        {"text": "ASN data: RouteViews, NRO and DB-IP via ip-location-db (CC BY 4.0)", "url": ""},
+        {"text": "Country and RIR data: NRO / RIR delegated statistics (iptocc)", "url": ""},
+        {"text": "Map: Natural Earth (public domain) via world-atlas", "url": ""},
+    ]
+    if any("GeoLite" in str(d.get("type", "")) for d in resolver.provenance()):
+        out.append({"text": "This product includes GeoLite2 data created by MaxMind", "url": "https://www.maxmind.com"})
+    return out
+
+
+def _opt(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+        return None
+    return v
+
+
+def _opt_int(v: Any) -> int | None:
+    v = _opt(v)
+    return None if v is None else int(v)
+
