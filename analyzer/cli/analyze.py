@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from analyzer.cli.main import EXIT_OK, EXIT_USAGE, progress_bar
+from analyzer.cli.progress import EXIT_OK, EXIT_USAGE, progress_bar
 from analyzer.errors import ConfscopeError, OptionError
 from analyzer.report import parse_formats, report_dir
 
