@@ -18,9 +18,9 @@ __all__ = ["Dataset", "Session", "__version__", "analyze", "analyze_many"]
 def __getattr__(name: str) -> Any:
     # Imported on first use so that `import analyzer` (and the CLI's --help) stays fast.
     if name in ("analyze", "Session"):
-        import analyzer.session.build as session
+        from analyzer import api
 
-        return getattr(session, name)
+        return getattr(api, name)
     if name == "analyze_many":
         from analyzer.batch.run import analyze_many
 

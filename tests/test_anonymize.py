@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analyzer.api import analyze
 from analyzer.scan.flows import community_id
 from analyzer.session.anonymize import (
     PrefixPreservingAnonymizer,
@@ -24,7 +25,6 @@ from analyzer.session.anonymize import (
     find_key_material,
     resolve_key,
 )
-from analyzer.session.build import analyze
 from tests.test_hostile import (
     LOCAL,
     LOCAL_MAC,

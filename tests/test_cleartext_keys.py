@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from analyzer.session.build import analyze
+from analyzer.api import analyze
 
 scapy_all = pytest.importorskip("scapy.all")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analyzer.api import Session, analyze
 from analyzer.capture.demo import write_demo_capture
-from analyzer.session.build import Session, analyze
 from analyzer.session.findings import SEVERITY_ORDER, capture_findings, policy_findings, sort_findings
 from tests.conftest import real_capture
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.api import Session, analyze
 from analyzer.errors import CaptureFormatError
 from analyzer.geo.datafiles import iso_numeric_to_alpha2
 from analyzer.report import validate_report
-from analyzer.session.build import SCHEMA, Session, analyze
+from analyzer.session.build import SCHEMA
 from tests.conftest import real_capture, real_captures
 
 EMPTY = "WebattackXSS.pcap"  # zero bytes (ERF-named upstream): not a capture at all

@@ -23,8 +23,9 @@ from analyzer import __version__
 from analyzer.batch.dataset import Dataset, build_dataset, session_summary
 from analyzer.common.hashing import file_sha256
 from analyzer.errors import ConfscopeError, OptionError
+from analyzer.report import write_reports
 from analyzer.scan.parallel import default_workers, run_unordered
-from analyzer.session.options import SESSION_OPTIONS, prepare_options
+from analyzer.session.options import SESSION_OPTIONS, check_options
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".dmp")
 MANIFEST = "manifest.json"
@@ -70,11 +71,8 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list[
 def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     """Check session options before any work starts; returns them normalised (the anonymisation
     key resolved from env:/file: forms, so workers need not see the environment)."""
-    unknown = sorted(set(options) - set(SESSION_OPTIONS))
-    if unknown:
-        raise OptionError(f"unknown option(s): {', '.join(unknown)}; expected one of {', '.join(SESSION_OPTIONS)}")
-    opts = {k: options.get(k) for k in SESSION_OPTIONS}
-    return prepare_options(**opts).as_options(opts)
+    checked = check_options(options)
+    return checked.as_options({k: options.get(k) for k in SESSION_OPTIONS})
 
 
 def options_hash(options: dict[str, Any], formats: Iterable[str] = ()) -> str:
@@ -115,7 +113,7 @@ def capture_task(spec: dict[str, Any]) -> dict[str, Any]:
         result["summary"] = session_summary(report, flows)
         if spec.get("out_dir"):
             out = Path(spec["out_dir"])
-            session.write(out, spec.get("formats") or ("json",))
+            write_reports(session.report, session.flows, out, spec.get("formats") or ("json",))
         if spec.get("flows_dir"):
             from analyzer.report.tabular import write_parquet
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from analyzer.cli.progress import EXIT_OK, EXIT_USAGE, progress_bar
 from analyzer.errors import ConfscopeError, OptionError
-from analyzer.report import parse_formats, report_dir
+from analyzer.report import parse_formats, report_dir, write_reports
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -46,7 +46,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             worst = max(worst, EXIT_USAGE)
             continue
         out = report_dir(args.output, capture, used)
-        written = session.write(out, formats)
+        written = write_reports(session.report, session.flows, out, formats)
         render_summary(session.report, console)
         console.print(f"reports: {', '.join(str(p) for p in written.values())}", markup=False, highlight=False)
         worst = max(worst, session.exit_code)

@@ -395,7 +395,6 @@ def anonymize_session(session: Any, key: str | bytes, *, anonymize_servers: bool
     """A new Session whose report, flows and streams carry pseudonyms instead of the capturing
     side's addresses, STUN usernames and MAC addresses (see the module docstring for the scope).
     The input session is not modified. Raises ValueError for an empty key."""
-    from analyzer.session.model import Session
 
     passphrase = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     anon = PrefixPreservingAnonymizer(key)
@@ -428,7 +427,8 @@ def anonymize_session(session: Any, key: str | bytes, *, anonymize_servers: bool
     if leaks:
         # Unreachable while the redaction above works; refuse rather than write key material.
         raise RuntimeError(f"key material survived anonymisation at {leaks[:3]}")
-    return Session(report=report, flows=flows, streams=streams)
+    # The same class as the input (the API's Session renders itself; the session stage's does not).
+    return type(session)(report=report, flows=flows, streams=streams)
 
 
 def _sync_flow_records(report: dict[str, Any], flows: pd.DataFrame) -> None:

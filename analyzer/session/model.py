@@ -1,10 +1,9 @@
-"""The analysed session as the API hands it out: the report dict of the contract plus pandas tables."""
+"""The analysed session: the report dict of the contract plus pandas tables. Rendering it is the
+report stage's job; `analyzer.Session` (analyzer/api.py) adds the renderers for API users."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -47,24 +46,4 @@ class Session:
         """1 when the policy is violated or a critical finding exists (for pipelines), else 0."""
         critical = any(f["severity"] == "critical" for f in self.report["findings"])
         return 1 if self.report["policy"]["violations"] or critical else 0
-
-    def to_json(self) -> str:
-        from analyzer.report import to_json
-
-        return to_json(self.report)
-
-    def to_markdown(self) -> str:
-        from analyzer.report import to_markdown
-
-        return to_markdown(self.report)
-
-    def to_html(self) -> str:
-        from analyzer.report import to_html
-
-        return to_html(self.report, self.flows)
-
-    def write(self, out_dir: str | Path, formats: Iterable[str] | None = None) -> dict[str, Path]:
-        from analyzer.report import FORMATS, write_reports
-
-        return write_reports(self.report, self.flows, out_dir, FORMATS if formats is None else formats)
 

@@ -18,8 +18,9 @@ from analyzer.errors import OptionError
 from analyzer.scan.parallel import run_ordered
 from analyzer.scan.parts import PartScan, combine_parts, merge_infos, scan_part
 from analyzer.scan.scanner import ScanResult
+from analyzer.session.build import session_from_scan as build
 from analyzer.session.model import Session
-from analyzer.session.options import SESSION_OPTIONS
+from analyzer.session.options import check_options
 
 
 def scan_file(path: str) -> PartScan:
@@ -55,13 +56,6 @@ def _scan_ordered(names: list[str], workers: int, executor: Any) -> tuple[ScanRe
     return combine_parts(parts, info), [names[i] for i in order]
 
 
-def session_from_scan(scan: ScanResult, source: Any, **options: Any) -> Session:
-    """The Session for a ScanResult obtained some other way than `session.analyze`."""
-    from analyzer.session.build import session_from_scan as build
-
-    return build(scan, source, **options)
-
-
 def analyze_files(
     paths: Iterable[str | os.PathLike], *, workers: int = 1, executor: Any = None, **options: Any
 ) -> Session:
@@ -70,10 +64,10 @@ def analyze_files(
     The report's capture gains `files` (name, sha256 per file, in time order) and its `sha256` is
     the hash of those per-file hashes.
     """
-    _check_options(options)
+    opts = check_options(options)
     names = [os.fspath(p) for p in paths]
     scan, files = _scan_ordered(names, workers, executor)
-    session = session_from_scan(scan, files[0], **options)
+    session = build(scan, files[0], opts)
     hashes = [file_sha256(p) for p in files]
     cap = session.report["capture"]
     cap["files"] = [{"name": Path(p).name, "sha256": h} for p, h in zip(files, hashes, strict=True)]
@@ -87,12 +81,7 @@ def analyze_split(path: str | os.PathLike, *, workers: int = 2, executor: Any = 
     `analyzer.session.build.analyze`)."""
     from analyzer.scan.split import scan_split
 
-    _check_options(options)
+    opts = check_options(options)
     scan = scan_split(path, workers, executor=executor)
-    return session_from_scan(scan, os.fspath(path), **options)
+    return build(scan, os.fspath(path), opts)
 
-
-def _check_options(options: dict[str, Any]) -> None:
-    unknown = sorted(set(options) - set(SESSION_OPTIONS))
-    if unknown:
-        raise OptionError(f"unknown option(s): {', '.join(unknown)}; expected {', '.join(sorted(SESSION_OPTIONS))}")

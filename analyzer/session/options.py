@@ -71,8 +71,9 @@ def prepare_options(
     return SessionOptions(pol, stated, tuple(paths), anonymize, bool(anonymize_servers), recorded)
 
 
-
 def check_options(options: dict[str, Any]) -> SessionOptions:
+    """The one check of the session's options (API, multi-file and batch alike): unknown names are
+    refused, then every value is validated; raises OptionError with a one-line reason."""
     unknown = sorted(set(options) - set(SESSION_OPTIONS))
     if unknown:
         raise OptionError(f"unknown option(s): {', '.join(unknown)}; expected {', '.join(SESSION_OPTIONS)}")
