@@ -99,7 +99,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
 
     with progress_bar(args.capture, args.progress) as progress:
         table, info = flow_table(args.capture, engine=args.engine, dissect=not args.no_dissect, progress=progress)
-    from analyzer.session.flowtable import write_flow_table
+    from analyzer.report.tabular import write_flow_table
 
     write_flow_table(table, args.format, args.output)
     for w in info.get("warnings", [])[:20]:

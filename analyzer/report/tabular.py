@@ -8,7 +8,9 @@ the JSON columns are recorded in the schema metadata key `confscope.json_columns
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ import pandas as pd
 if TYPE_CHECKING:
     import pyarrow as pa
 
+from analyzer.errors import OptionError
 from analyzer.report.sanitize import csv_cell, text, to_plain
 
 JSON_COLUMNS_KEY = b"confscope.json_columns"
@@ -120,3 +123,26 @@ def write_parquet(flows: pd.DataFrame, path: str | Path) -> Path:
 
     pq.write_table(parquet_table(flows), path)
     return path
+
+
+def write_flow_table(flows: pd.DataFrame, fmt: str, output: str) -> None:
+    """Write csv/json/parquet to a file, or csv/json to standard output for '-'."""
+    if fmt == "parquet":
+        if output == "-":
+            raise OptionError("parquet needs an output file: -o FILE.parquet")
+        write_parquet(flows, output)
+        return
+    if fmt == "csv":
+        if output == "-":
+            buf = io.StringIO()
+            csv_frame(flows).to_csv(buf, index=False, lineterminator="\r\n")
+            sys.stdout.write(buf.getvalue())
+        else:
+            write_csv(flows, output)
+        return
+    text = flows.to_json(orient="records", force_ascii=False, default_handler=str)
+    if output == "-":
+        sys.stdout.write(text + "\n")
+    else:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")

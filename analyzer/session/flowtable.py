@@ -3,8 +3,6 @@ disabled, the dissection facts, app and roles."""
 
 from __future__ import annotations
 
-import io
-import sys
 from typing import Any
 
 import pandas as pd
@@ -38,28 +36,3 @@ def flow_table(
         flows = classify_scan(result)
         base += [c for c in CLASSIFIED_COLUMNS if c in flows]
     return flows[base], result.info.as_dict()
-
-
-def write_flow_table(flows: pd.DataFrame, fmt: str, output: str) -> None:
-    """Write csv/json/parquet to a file, or csv/json to standard output for '-'."""
-    from analyzer.report.tabular import csv_frame, write_csv, write_parquet
-
-    if fmt == "parquet":
-        if output == "-":
-            raise OptionError("parquet needs an output file: -o FILE.parquet")
-        write_parquet(flows, output)
-        return
-    if fmt == "csv":
-        if output == "-":
-            buf = io.StringIO()
-            csv_frame(flows).to_csv(buf, index=False, lineterminator="\r\n")
-            sys.stdout.write(buf.getvalue())
-        else:
-            write_csv(flows, output)
-        return
-    text = flows.to_json(orient="records", force_ascii=False, default_handler=str)
-    if output == "-":
-        sys.stdout.write(text + "\n")
-    else:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
