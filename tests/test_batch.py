@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analyzer.batch.run import read_flows_dataset, run_batch_cli
+from analyzer.batch.run import read_flows_dataset
+from analyzer.cli.batch import run_batch_cli
 from analyzer.scan.scanner import scan_capture
 from analyzer.scan.split import plan_split, scan_split
 from analyzer.session.multifile import scan_files
@@ -123,7 +124,9 @@ def test_batch_merge_and_usage_errors(tmp_path: Path) -> None:
     out = tmp_path / "out"
     files = [str(p) for p in sorted(tmp_path.glob("rot*.pcap"))]
     assert run_batch_cli(_args(files, out, merge=True, workers=1)) == 0
-    (folder,) = [p for p in out.iterdir() if p.is_dir() and p.name != "flows"]
+    from analyzer.batch.schema import TABLES
+
+    (folder,) = [p for p in out.iterdir() if p.is_dir() and p.name not in TABLES]
     report = json.loads((folder / "report.json").read_text())
     assert len(report["capture"]["files"]) == len(files)
     assert len(report["flows"]) == len(scan_capture(src).flows)

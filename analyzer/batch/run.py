@@ -1,7 +1,8 @@
 """Many captures: the same per-capture task on a local process pool or a Dask cluster.
 
-`analyze_many` is the Python API (a Dataset in memory); `run_batch_cli` is `confscope batch`
-(report folders, a Parquet flows dataset, a summary, a manifest for resuming).
+`analyze_many` is the Python API (a Dataset in memory); `run_batch` writes a batch folder
+(report folders, Parquet datasets of one schema, a summary, a manifest for resuming), which
+`confscope batch` (cli/batch.py) drives. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import json
 import os
 import resource
 import shutil
-import sys
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from analyzer import __version__
 from analyzer.batch.dataset import Dataset, build_dataset, session_summary
+from analyzer.batch.schema import PARTITION, TABLES, batch_tables
 from analyzer.common.hashing import file_sha256
 from analyzer.errors import ConfscopeError, OptionError
 from analyzer.report import write_reports
@@ -31,6 +33,9 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "confscope.batch-manifest/1"
 FLOWS_DATASET = "flows"
+# Recorded per capture in the manifest: a capture written before the tables had one fixed schema
+# is redone when resuming (its partitions would not match the others).
+TABLES_VERSION = 1
 # A lone capture above this is split across the workers. Measured on 2 cores the split scan was
 # slower than one pass (process start-up and result transfer outweigh the parallel decode), so the
 # default only splits very large files; CONFSCOPE_SPLIT_MIN_BYTES changes it.
@@ -103,7 +108,8 @@ def capture_task(spec: dict[str, Any]) -> dict[str, Any]:
     """Analyse one capture (or one merged set); never raises. Runs in a worker process.
 
     spec: capture (name), path (or paths), options; optional out_dir + formats (write reports),
-    flows_dir (write the Parquet partition), tables (return the pandas tables), split_workers.
+    tables_dir (write this capture's partition of every table of batch/schema.py), tables (return
+    the pandas tables), split_workers.
     """
     t0 = time.perf_counter()
     result: dict[str, Any] = {"capture": spec["capture"], "path": spec["path"], "error": None}
@@ -114,14 +120,8 @@ def capture_task(spec: dict[str, Any]) -> dict[str, Any]:
         if spec.get("out_dir"):
             out = Path(spec["out_dir"])
             write_reports(session.report, session.flows, out, spec.get("formats") or ("json",))
-        if spec.get("flows_dir"):
-            from analyzer.report.tabular import write_parquet
-
-            part = Path(spec["flows_dir"])
-            shutil.rmtree(part, ignore_errors=True)
-            if len(flows):  # no rows, no file: an all-empty table has no column types to share
-                part.mkdir(parents=True, exist_ok=True)
-                write_parquet(flows, part / "part-0.parquet")
+        if spec.get("tables_dir"):
+            write_partitions(Path(spec["tables_dir"]), spec["capture"], report, flows)
         if spec.get("tables"):
             result["report"] = report
             result["tables"] = {
@@ -144,6 +144,31 @@ def capture_task(spec: dict[str, Any]) -> dict[str, Any]:
     result["pid"] = os.getpid()
     result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return result
+
+
+def partition_dir(root: Path, table_name: str, capture: str) -> Path:
+    """OUT/<table>/capture=<name>: a hive partition, so every reader gets the `capture` column."""
+    return root / table_name / f"{PARTITION}={capture}"
+
+
+def write_partitions(root: Path, capture: str, report: dict[str, Any], flows: Any) -> None:
+    """Write this capture's rows of every batch table, each with its declared schema. A table
+    with no rows still gets a file: with fixed types an empty file agrees with the others, and
+    its presence says "analysed, nothing of this kind" rather than "not analysed"."""
+    from analyzer.report.tabular import write_parquet
+
+    for t in batch_tables():
+        part = partition_dir(root, t.name, capture)
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True, exist_ok=True)
+        tmp = part / ".part-0.parquet.tmp"  # hidden: dataset readers skip it
+        write_parquet(t.frame(report, flows), tmp, schema=t.arrow_schema())
+        tmp.replace(part / "part-0.parquet")
+
+
+def remove_partitions(root: Path, capture: str) -> None:
+    for t in batch_tables():
+        shutil.rmtree(partition_dir(root, t.name, capture), ignore_errors=True)
 
 
 def _run_session(spec: dict[str, Any]) -> Any:
@@ -172,7 +197,8 @@ def capture_names(paths: list[str], reserved: dict[str, str] | None = None) -> l
     from analyzer.report import report_dir
 
     reserved = reserved or {}
-    used = set(reserved.values())
+    # The batch's own folders and files are not capture names (a capture called flows.pcap).
+    used = set(reserved.values()) | set(TABLES) | {"summary", "campaign", "batch"}
     names = []
     for p in paths:
         if p in reserved:
@@ -219,7 +245,7 @@ def analyze_many(
     return build_dataset(done, {k: v for k, v in opts.items() if v})
 
 
-# ---- confscope batch ---------------------------------------------------------------------------
+# ---- a batch folder (`confscope batch`) ---------------------------------------------------------
 
 
 def load_manifest(out: Path) -> dict[str, Any]:
@@ -242,40 +268,89 @@ def save_manifest(out: Path, manifest: dict[str, Any]) -> None:
     tmp.replace(out / MANIFEST)
 
 
-def run_batch_cli(args: Any) -> int:
-    """`confscope batch`: returns the exit code (0, 1 policy violated, 2 usage)."""
-    from analyzer.report import parse_formats
+@dataclass
+class BatchResult:
+    """What `run_batch` did: per capture, analysed / skipped (already done) / failed."""
 
-    formats = parse_formats(args.format)
-    opts = validate_options({k: getattr(args, k, None) for k in SESSION_OPTIONS})
-    workers = args.workers if args.workers is not None else default_workers()
+    out: Path
+    results: list[dict[str, Any]]
+    summary: dict[str, Any]
+    summary_paths: dict[str, Path]
+
+    @property
+    def analysed(self) -> list[dict[str, Any]]:
+        return [r for r in self.results if not r.get("error") and not r.get("skipped")]
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        return [r for r in self.results if not r.get("error") and r.get("skipped")]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.results if r.get("error")]
+
+    @property
+    def exit_code(self) -> int:
+        """2 nothing could be analysed; 1 a capture failed, or a policy violation / critical
+        finding; else 0."""
+        if not self.analysed and not self.skipped:
+            return 2
+        if self.failed:
+            return 1
+        return 1 if any(s.get("exit_code") for s in self.summary.get("sessions", [])) else 0
+
+
+def run_batch(
+    inputs: Iterable[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    scheduler: Any = None,
+    force: bool = False,
+    merge: bool = False,
+    formats: Iterable[str] = ("json", "md", "html", "csv", "parquet"),
+    on_result: Callable[[dict[str, Any], int], None] | None = None,
+    **options: Any,
+) -> BatchResult:
+    """Analyse captures into a batch folder: a report folder per capture, the tables of
+    batch/schema.py as hive-partitioned Parquet datasets (OUT/<table>/capture=<name>/), a summary
+    (summary.json/md/html) and a manifest for resuming (same bytes, same options: skipped).
+
+    Input paths and the output folder are made absolute here, on the client, so that Dask
+    workers (other working directories, other machines with a shared file system) find them.
+    `on_result(result, total)` is called as each capture finishes (a progress bar).
+    """
+    formats = list(formats)
+    opts = validate_options(options)
+    workers = workers if workers is not None else default_workers()
     if workers < 1:
         raise OptionError("--workers must be at least 1")
-    found, unmatched = expand_inputs(args.inputs)
+    found, unmatched = expand_inputs(inputs)
     if not found:
-        raise OptionError(f"no captures found in {', '.join(args.inputs)}")
-    out = Path(args.output)
+        raise OptionError(f"no captures found in {', '.join(os.fspath(i) for i in inputs)}")
+    found = [os.path.abspath(f) for f in found]
+    out = Path(os.path.abspath(output))
     out.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(out)
     entries: dict[str, Any] = manifest["captures"]
     ohash = options_hash(opts, formats)
-    if getattr(args, "merge", False):
-        groups = [found]
-    else:
-        groups = [[p] for p in found]
-    reserved = {e["path"]: name for name, e in entries.items() if isinstance(e, dict) and "path" in e}
+    groups = [found] if merge else [[p] for p in found]
+    # Earlier runs may have recorded relative paths: compare absolute ones.
+    reserved = {
+        os.path.abspath(e["path"]): name for name, e in entries.items() if isinstance(e, dict) and "path" in e
+    }
     keys = [_group_key(g) for g in groups]
     names = capture_names(keys, reserved)
     todo, results = [], []
     for name, key, group in zip(names, keys, groups, strict=True):
         sha = _group_sha256(group)
         entry = entries.get(name)
-        if not args.force and isinstance(entry, dict) and _same_done(entry, sha, ohash, out / name):
+        if not force and isinstance(entry, dict) and _same_done(entry, sha, ohash, out / name, out):
             results.append({**entry, "capture": name, "skipped": True})
             continue
         split = (
             workers
-            if (len(groups) == 1 and args.scheduler is None and len(group) == 1 and _splittable(group[0]))
+            if (len(groups) == 1 and scheduler is None and len(group) == 1 and _splittable(group[0]))
             else 1
         )
         spec = {
@@ -284,29 +359,32 @@ def run_batch_cli(args: Any) -> int:
             "options": opts,
             "out_dir": str(out / name),
             "formats": formats,
-            "flows_dir": str(out / FLOWS_DATASET / f"capture={name}"),
+            "tables_dir": str(out),
             "split_workers": split if len(group) == 1 else workers,
         }
         if len(group) > 1:
             spec["paths"] = group
         todo.append((spec, sha))
-    ran = _run_with_progress(todo, workers, args.scheduler, getattr(args, "progress", "auto"), out, manifest, ohash)
-    results += ran
+    results += _run_todo(todo, workers, scheduler, out, manifest, ohash, on_result)
     results += [
         {"capture": Path(u).name, "path": u, "error": "no such file (or no capture matches)"} for u in unmatched
     ]
-    return _finish(out, results, opts, formats)
+    summary, paths = _finish(out, results, opts)
+    return BatchResult(out=out, results=results, summary=summary, summary_paths=paths)
 
 
-def _same_done(entry: dict[str, Any], sha: str | None, ohash: str, report_dir: Path) -> bool:
-    """Resumable: the same bytes under the same options already have a report."""
+def _same_done(entry: dict[str, Any], sha: str | None, ohash: str, report_dir: Path, out: Path) -> bool:
+    """Resumable: the same bytes under the same options already have a report and table rows
+    (a folder from before the tables had one schema lacks some: redone)."""
     return bool(
         sha
         and entry.get("sha256") == sha
         and entry.get("options_hash") == ohash
+        and entry.get("tables_schema") == TABLES_VERSION
         and not entry.get("error")
         and entry.get("summary")
         and (report_dir / "report.json").is_file()
+        and all((partition_dir(out, t, report_dir.name) / "part-0.parquet").is_file() for t in TABLES)
     )
 
 
@@ -332,95 +410,92 @@ def _splittable(path: str) -> bool:
         return False
 
 
-def _run_with_progress(
+def _run_todo(
     todo: list[tuple[dict[str, Any], str | None]],
     workers: int,
     scheduler: Any,
-    mode: str,
     out: Path,
     manifest: dict[str, Any],
     ohash: str,
+    on_result: Callable[[dict[str, Any], int], None] | None,
 ) -> list[dict[str, Any]]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    show = mode == "always" or (mode == "auto" and sys.stderr.isatty())
     results: list[dict[str, Any]] = []
     if not todo:
         return results
     # A lone split capture already uses the workers inside its task.
     pool_workers = 1 if len(todo) == 1 else workers
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        transient=True,
-        disable=not show,
-    ) as bar:
-        task = bar.add_task("captures", total=len(todo))
-        for i, res, err in run_unordered(
-            capture_task, [(s,) for s, _ in todo], workers=pool_workers, scheduler=scheduler
-        ):
-            spec, sha = todo[i]
-            if err is not None:
-                res = {"capture": spec["capture"], "path": spec["path"], "error": _one_line(err)}
-            entry = {
-                "path": spec["path"],
-                "sha256": sha,
-                "options_hash": ohash,
-                "error": res.get("error"),
-                "summary": res.get("summary"),
-                "seconds": res.get("seconds"),
-                "files": spec.get("paths"),
-            }
-            if entry["error"]:
-                shutil.rmtree(spec["flows_dir"], ignore_errors=True)
-            manifest["captures"][spec["capture"]] = entry
-            save_manifest(out, manifest)
-            results.append({**entry, "capture": spec["capture"]})
-            bar.advance(task)
+    for i, res, err in run_unordered(capture_task, [(s,) for s, _ in todo], workers=pool_workers, scheduler=scheduler):
+        spec, sha = todo[i]
+        if err is not None:
+            res = {"capture": spec["capture"], "path": spec["path"], "error": _one_line(err)}
+        entry = {
+            "path": spec["path"],
+            "sha256": sha,
+            "options_hash": ohash,
+            "tables_schema": TABLES_VERSION,
+            "error": res.get("error"),
+            "summary": res.get("summary"),
+            "seconds": res.get("seconds"),
+            "files": spec.get("paths"),
+        }
+        if entry["error"]:
+            remove_partitions(out, spec["capture"])
+        manifest["captures"][spec["capture"]] = entry
+        save_manifest(out, manifest)
+        results.append({**entry, "capture": spec["capture"]})
+        if on_result is not None:
+            on_result(results[-1], len(todo))
     return results
 
 
-def _finish(out: Path, results: list[dict[str, Any]], opts: dict[str, Any], formats: list[str]) -> int:
+def _finish(out: Path, results: list[dict[str, Any]], opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Path]]:
     from analyzer.batch.dataset import cross_summary
     from analyzer.batch.summary import write_summary
 
     sessions = [
-        {"capture": r["capture"], "path": r["path"], "skipped": bool(r.get("skipped")), **(r["summary"] or {})}
+        {"capture": r["capture"], "path": r["path"], "skipped": bool(r.get("skipped")), **(r["summary"] or {}),
+         "reports": _report_links(out / r["capture"])}
         for r in results
         if not r.get("error") and r.get("summary")
     ]
     failures = [{"capture": r["capture"], "path": r["path"], "error": r["error"]} for r in results if r.get("error")]
     summary = cross_summary(sessions, failures, {k: v for k, v in opts.items() if v})
-    write_summary(summary, out)
-    for f in failures:
-        print(f"confscope: {f['capture']}: {f['error']}", file=sys.stderr)
-    if not sessions:
-        return 2
-    return 1 if any(s.get("exit_code") for s in sessions) else 0
+    return summary, write_summary(summary, out)
+
+
+def _report_links(folder: Path) -> dict[str, str]:
+    """The report files of one capture, relative to the batch folder (links in summary.html)."""
+    from analyzer.report import FILENAMES
+
+    return {fmt: f"{folder.name}/{name}" for fmt, name in FILENAMES.items() if (folder / name).is_file()}
+
+
+def table_dataset(out: str | os.PathLike, name: str = FLOWS_DATASET) -> Any:
+    """A `pyarrow.dataset.Dataset` over one table of a batch folder (OUT/<name>/capture=*/), with
+    the declared schema and `capture` as a string column. Scanning it streams record batches."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from analyzer.batch.schema import table
+
+    schema = table(name).arrow_schema(partition=True)
+    part = ds.partitioning(pa.schema([schema.field(PARTITION)]), flavor="hive")
+    return ds.dataset(Path(out) / name, format="parquet", partitioning=part, schema=schema)
+
+
+def read_table(out: str | os.PathLike, name: str = FLOWS_DATASET) -> Any:
+    """One table of a batch folder as a pandas DataFrame (leading `capture` column)."""
+    root = Path(out) / name
+    if not root.is_dir():
+        import pandas as pd
+
+        from analyzer.batch.schema import table
+
+        return pd.DataFrame(columns=[PARTITION, *table(name).names])
+    # Maps (bytes_by_role) as dicts, as in the session API, not lists of pairs.
+    return table_dataset(out, name).to_table().to_pandas(maps_as_pydicts="strict")
 
 
 def read_flows_dataset(out: str | os.PathLike) -> Any:
-    """The flows of a batch output folder as a pandas DataFrame with a `capture` column.
-
-    Uses the hive-partitioned Parquet dataset OUT/flows/capture=<name>/. Captures whose columns
-    got different types (a column that is all-null in one capture) are read one by one.
-    """
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
-
-    root = Path(out) / FLOWS_DATASET
-    try:
-        table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
-        df = table.to_pandas()
-        df["capture"] = df["capture"].astype(str)
-        return df
-    except (pa.ArrowException, FileNotFoundError):
-        parts = [
-            pq.read_table(f).to_pandas().assign(capture=f.parent.name.split("=", 1)[1])
-            for f in sorted(root.glob("capture=*/*.parquet"))
-        ]
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["capture"])
+    """The flows of a batch output folder as a pandas DataFrame with a `capture` column."""
+    return read_table(out, FLOWS_DATASET)

@@ -71,9 +71,3 @@ def run_demo(args: argparse.Namespace) -> int:
         progress="never",
     )
     return run_analyze(ns)
-
-
-def run_batch(args: argparse.Namespace) -> int:
-    from analyzer.batch.run import run_batch_cli
-
-    return run_batch_cli(args)

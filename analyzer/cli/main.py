@@ -52,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", default="table", choices=("table", "json", "csv"))
     g.add_argument("--geoip", action="append", default=[], metavar="DB.mmdb")
 
-    b = sub.add_parser("batch", parents=[common], help="analyse many captures (local processes or a Dask cluster)")
+    from analyzer.cli.batch import EPILOG as BATCH_EPILOG
+
+    b = sub.add_parser(
+        "batch", parents=[common], help="analyse many captures (local processes or a Dask cluster)",
+        epilog=BATCH_EPILOG,
+    )
     b.add_argument("inputs", nargs="+", metavar="DIR|GLOB|FILE")
     b.add_argument("-o", "--output", required=True, metavar="DIR")
     b.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -61,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--merge", action="store_true", help="treat all inputs as one capture (rotated files)")
     b.add_argument("--format", default="json,md,html,csv,parquet")
     _add_geo_policy_options(b)
+    _add_progress_option(b)
 
     v = sub.add_parser("verify", parents=[common], help="compare the native engine with tshark on one capture")
     v.add_argument("capture", metavar="CAPTURE")
@@ -132,9 +138,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from analyzer.cli.analyze import run_batch
+    from analyzer.cli.batch import run_batch_cli
 
-    return run_batch(args)
+    return run_batch_cli(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

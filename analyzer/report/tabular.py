@@ -116,12 +116,13 @@ def parquet_table(flows: pd.DataFrame) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
-def write_parquet(flows: pd.DataFrame, path: str | Path) -> Path:
-    """Write flows.parquet keeping numeric types, lists as list<string>, dicts as JSON text."""
+def write_parquet(flows: pd.DataFrame, path: str | Path, schema: pa.Schema | None = None) -> Path:
+    """Write flows.parquet keeping numeric types, lists as list<string>, dicts as JSON text; with
+    `schema`, exactly its columns and types (see `typed_table`)."""
     path = Path(path)
     import pyarrow.parquet as pq
 
-    pq.write_table(parquet_table(flows), path)
+    pq.write_table(parquet_table(flows) if schema is None else typed_table(flows, schema), path)
     return path
 
 
@@ -146,3 +147,91 @@ def write_flow_table(flows: pd.DataFrame, fmt: str, output: str) -> None:
     else:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")
+
+
+def typed_table(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """`df` as an Arrow table of exactly `schema`: every declared column (all-null when `df` lacks
+    it), each value converted to the declared type, so that tables written from different captures
+    share one schema. Values that do not fit (a string in an integer column) become null rather
+    than failing the table: captured data is hostile."""
+    import pyarrow as pa
+
+    arrays = []
+    n = len(df)
+    for f in schema:
+        if f.name in df.columns:
+            arrays.append(pa.array(_convert(list(df[f.name]), f.type), type=f.type))
+        else:
+            arrays.append(pa.nulls(n, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _convert(values: list[Any], t: pa.DataType) -> list[Any]:
+    import pyarrow as pa
+
+    if pa.types.is_map(t):
+        conv = _scalar(t.item_type)
+        return [None if _is_missing(v) or not isinstance(v, dict) else
+                [(text(k), conv(x)) for k, x in v.items()] for v in values]
+    if pa.types.is_list(t):
+        item = t.value_type
+        if pa.types.is_struct(item):
+            names = [item.field(i).name for i in range(item.num_fields)]
+            convs = [_scalar(item.field(i).type) for i in range(item.num_fields)]
+
+            def one(x: Any) -> Any:
+                x = to_plain(x)
+                if isinstance(x, dict):
+                    return {k: c(x.get(k)) for k, c in zip(names, convs, strict=True)}
+                if isinstance(x, list):
+                    return {k: c(x[i]) if i < len(x) else None for i, (k, c) in enumerate(zip(names, convs,
+                                                                                            strict=True))}
+                return None
+        else:
+            one = _scalar(item)
+        return [None if _is_missing(v) or not isinstance(v, list | tuple | set | frozenset | np.ndarray)
+                else [one(x) for x in to_plain(v)] for v in values]
+    return [_scalar(t)(v) for v in values]
+
+
+def _scalar(t: pa.DataType) -> Any:
+    import pyarrow as pa
+
+    def as_int(v: Any) -> int | None:
+        if _is_missing(v) or isinstance(v, str | bytes):
+            return None
+        try:
+            i = int(v)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        bits = t.bit_width
+        lo, hi = (0, 2**bits - 1) if pa.types.is_unsigned_integer(t) else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        return i if lo <= i <= hi else None
+
+    def as_float(v: Any) -> float | None:
+        if _is_missing(v) or isinstance(v, str | bytes):
+            return None
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return None
+
+    def as_bool(v: Any) -> bool | None:
+        return None if _is_missing(v) or not isinstance(v, bool | np.bool_ | int | np.integer) else bool(v)
+
+    def as_text(v: Any) -> str | None:
+        if _is_missing(v):
+            return None
+        if isinstance(v, str):
+            return v
+        if isinstance(v, list | tuple | dict | set | frozenset | np.ndarray):
+            return _json_text(v)
+        return text(v)
+
+    if pa.types.is_integer(t):
+        return as_int
+    if pa.types.is_floating(t):
+        return as_float
+    if pa.types.is_boolean(t):
+        return as_bool
+    return as_text
