@@ -5,6 +5,8 @@ Public API (pandas in, pandas out):
 - ``analyze(path_or_bytes_or_file, **options) -> Session``: one capture.
 - ``analyze_many(paths, workers=None, scheduler=None, **options) -> Dataset``: many captures,
   on local processes or a Dask cluster.
+- ``campaign(inputs, manifest=None, output=None, by=("app", "vantage", "date"), diff=None, ...)
+  -> Campaign``: many calls compared across apps, vantages and dates (pandas frames).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Dataset", "Session", "__version__", "analyze", "analyze_many"]
+__all__ = ["Campaign", "Dataset", "Session", "__version__", "analyze", "analyze_many", "campaign"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,6 +27,10 @@ def __getattr__(name: str) -> Any:
         from analyzer.batch.run import analyze_many
 
         return analyze_many
+    if name in ("campaign", "Campaign"):
+        import analyzer.campaign.run as campaign
+
+        return getattr(campaign, name)
     if name == "Dataset":
         from analyzer.batch.dataset import Dataset
 

@@ -278,6 +278,29 @@ def write_demo_capture(path: str | Path) -> Path:
     return path
 
 
+def demo_variant(base: bytes, *, days: float = 0.0, ip_map: dict[str, str] | None = None) -> bytes:
+    """Another call like the demo, from the demo capture's bytes: every packet `days` later and
+    the servers in `ip_map` (old -> new IPv4) moved. For corpora of many calls (tests, the
+    campaign benchmark) without building packets again; IP checksums are not updated (the
+    scanner does not check them).
+    """
+    import ipaddress
+
+    if len(base) < 24 or base[:4] != b"\xd4\xc3\xb2\xa1":
+        raise ValueError("demo_variant takes the demo's little-endian classic pcap")
+    out = bytearray(base)
+    for old, new in (ip_map or {}).items():
+        a, b = ipaddress.IPv4Address(old).packed, ipaddress.IPv4Address(new).packed
+        out = bytearray(out.replace(a, b))
+    shift = int(round(days * 86400))
+    off = 24
+    while off + 16 <= len(out):
+        sec, _usec, incl, _orig = struct.unpack_from("<IIII", out, off)
+        struct.pack_into("<I", out, off, (sec + shift) & 0xFFFFFFFF)
+        off += 16 + incl
+    return bytes(out)
+
+
 if __name__ == "__main__":  # pragma: no cover - `python -m analyzer.capture.demo OUT.pcap`
     import sys
 

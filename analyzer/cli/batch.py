@@ -11,8 +11,6 @@ import argparse
 import sys
 from typing import Any
 
-from analyzer.session.options import SESSION_OPTIONS
-
 EPILOG = (
     "exit status: 0 all captures analysed, no policy violation; 1 at least one capture failed, or a policy "
     "violation or critical finding; 2 bad usage or no capture could be analysed. Failed captures are listed "
@@ -25,6 +23,8 @@ def run_batch_cli(args: argparse.Namespace) -> int:
     from analyzer.report import parse_formats
 
     formats = parse_formats(args.format)
+    from analyzer.session.options import SESSION_OPTIONS  # imported here: --help stays light
+
     options = {k: getattr(args, k, None) for k in SESSION_OPTIONS}
     with _progress(getattr(args, "progress", "auto")) as on_result:
         result = run_batch(

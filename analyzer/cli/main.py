@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_geo_policy_options(b)
     _add_progress_option(b)
 
+    from analyzer.cli.campaign import add_parser as add_campaign
+
+    add_campaign(sub, common, _add_geo_policy_options, os.cpu_count() or 1)
+
     v = sub.add_parser("verify", parents=[common], help="compare the native engine with tshark on one capture")
     v.add_argument("capture", metavar="CAPTURE")
 
@@ -143,6 +147,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return run_batch_cli(args)
 
 
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from analyzer.cli.campaign import run_campaign_cli
+
+    return run_campaign_cli(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from analyzer.cli.analyze import run_demo
 
@@ -155,6 +165,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "verify": cmd_verify,
     "analyze": cmd_analyze,
     "batch": cmd_batch,
+    "campaign": cmd_campaign,
     "demo": cmd_demo,
 }
 
