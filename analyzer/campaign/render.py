@@ -32,8 +32,12 @@ def _e(v: Any) -> str:
     return html.escape(text(v), quote=True)
 
 
-def _colour(country: str) -> str:
-    return PALETTE[zlib.crc32(country.encode()) % len(PALETTE)]
+def _colours(routes: pd.DataFrame) -> dict[str, str]:
+    """One colour per country for the whole page, the biggest countries first (distinct colours
+    for the first len(PALETTE); a hash of the code beyond)."""
+    order = list(routes.groupby("country")["bytes"].sum().sort_values(ascending=False).index) if len(routes) else []
+    return {str(c): PALETTE[i] if i < len(PALETTE) else PALETTE[zlib.crc32(str(c).encode()) % len(PALETTE)]
+            for i, c in enumerate(order)}
 
 
 def _roles(df: pd.DataFrame) -> list[str]:
@@ -82,9 +86,9 @@ def _matrix(routes: pd.DataFrame, role: str, title: str, cell: int = 34, compact
     return "".join(out)
 
 
-def _over_dates(routes: pd.DataFrame, app: str) -> str:
-    """Stacked columns per date: each country's share of the app's bytes (all roles)."""
-    part = routes[routes["app"] == app]
+def _over_dates(routes: pd.DataFrame, app: str, role: str, colours: dict[str, str]) -> str:
+    """Stacked columns per date: each country's share of the app's bytes in one role."""
+    part = routes[(routes["app"] == app) & (routes["role"] == role)]
     if part.empty or part["date"].nunique() < 2:
         return ""
     m = part.groupby(["date", "country"])["bytes"].sum().unstack(fill_value=0).sort_index()
@@ -93,8 +97,10 @@ def _over_dates(routes: pd.DataFrame, app: str) -> str:
     col, gap, top, plot_h, left = 46, 14, 30, 160, 40
     w = left + (col + gap) * len(share.index) + 120
     h = top + plot_h + 40
-    out = [f'<svg class="dates" data-app="{_e(app)}" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
-           f'aria-label="{_e(app)}: country share of bytes per date"><text x="0" y="16" class="lb">{_e(app)}</text>']
+    title = f"{app}: {role.replace('_', ' ')}"
+    out = [f'<svg class="dates" data-app="{_e(app)}" data-role="{_e(role)}" viewBox="0 0 {w} {h}" width="{w}" '
+           f'height="{h}" role="img" aria-label="{_e(title)}: country share of bytes per date">'
+           f'<text x="0" y="16" class="lb">{_e(title)}</text>']
     for i, d in enumerate(share.index):
         x = left + i * (col + gap)
         y = top + plot_h
@@ -104,14 +110,14 @@ def _over_dates(routes: pd.DataFrame, app: str) -> str:
                 continue
             hh = s * plot_h
             y -= hh
-            out.append(f'<rect x="{x}" y="{y:.1f}" width="{col}" height="{hh:.1f}" fill="{_colour(str(c))}">'
+            out.append(f'<rect x="{x}" y="{y:.1f}" width="{col}" height="{hh:.1f}" fill="{colours.get(str(c), "#999")}">'
                        f'<title>{_e(f"{d} {c}: {s:.1%}")}</title></rect>')
         out.append(f'<text x="{x + col / 2}" y="{top + plot_h + 16}" text-anchor="middle" '
                    f'style="font-size:10px">{_e(d)}</text>')
     lx = left + (col + gap) * len(share.index) + 6
     for k, c in enumerate(countries):
         y = top + 12 + 16 * k
-        out.append(f'<rect x="{lx}" y="{y - 9}" width="10" height="10" fill="{_colour(str(c))}"/>'
+        out.append(f'<rect x="{lx}" y="{y - 9}" width="10" height="10" fill="{colours.get(str(c), "#999")}"/>'
                    f'<text x="{lx + 14}" y="{y}">{_e(c)}</text>')
     out.append("</svg>")
     return "".join(out)
@@ -201,8 +207,14 @@ def to_html(c: Campaign) -> str:
         parts.append("</div>")
         dated = [a for a in sorted(set(routes["app"])) if routes[routes["app"] == a]["date"].nunique() > 1]
         if dated:
-            parts.append('<h2>Changes over dates</h2><div class="multiples" id="date-charts">')
-            parts += [f'<div class="panel">{_over_dates(routes, a)}</div>' for a in dated]
+            parts.append('<h2>Changes over dates</h2><p class="note">Per app and role: each country\'s share of '
+                         'the bytes, date by date.</p><div class="multiples" id="date-charts">')
+            colours = _colours(routes)
+            for a in dated:
+                for r in _roles(routes[routes["app"] == a]):
+                    chart = _over_dates(routes, a, r, colours)
+                    if chart:
+                        parts.append(f'<div class="panel">{chart}</div>')
             parts.append("</div>")
     parts.append("<h2>Consistency</h2>")
     if len(c.inconsistent):
