@@ -126,7 +126,7 @@ def test_manifest_labels_inference_and_counts(study: tuple[Path, Path], tmp_path
 
 
 def test_group_by_any_manifest_column_and_toml(study: tuple[Path, Path], tmp_path: Path) -> None:
-    root, batch = study
+    _root, batch = study
     toml = tmp_path / "study.toml"
     toml.write_text('[[captures]]\ncapture = "jan"\napp = "zoom"\nnetwork = "wifi"\n'
                     '[[captures]]\ncapture = "feb"\napp = "zoom"\nnetwork = "lte"\n', encoding="utf-8")

@@ -110,7 +110,8 @@ def _over_dates(routes: pd.DataFrame, app: str, role: str, colours: dict[str, st
                 continue
             hh = s * plot_h
             y -= hh
-            out.append(f'<rect x="{x}" y="{y:.1f}" width="{col}" height="{hh:.1f}" fill="{colours.get(str(c), "#999")}">'
+            fill = colours.get(str(c), "#999")
+            out.append(f'<rect x="{x}" y="{y:.1f}" width="{col}" height="{hh:.1f}" fill="{fill}">'
                        f'<title>{_e(f"{d} {c}: {s:.1%}")}</title></rect>')
         out.append(f'<text x="{x + col / 2}" y="{top + plot_h + 16}" text-anchor="middle" '
                    f'style="font-size:10px">{_e(d)}</text>')

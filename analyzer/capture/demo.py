@@ -292,7 +292,7 @@ def demo_variant(base: bytes, *, days: float = 0.0, ip_map: dict[str, str] | Non
     for old, new in (ip_map or {}).items():
         a, b = ipaddress.IPv4Address(old).packed, ipaddress.IPv4Address(new).packed
         out = bytearray(out.replace(a, b))
-    shift = int(round(days * 86400))
+    shift = round(days * 86400)
     off = 24
     while off + 16 <= len(out):
         sec, _usec, incl, _orig = struct.unpack_from("<IIII", out, off)
