@@ -61,7 +61,8 @@ def test_dask_local_cluster_gives_the_same_dataset() -> None:
 
 
 @pytest.mark.parametrize("module", ["analyzer.batch.run", "analyzer.batch.dataset", "analyzer.scan.split",
-                                    "analyzer.session.multifile", "analyzer.scan.parallel", "analyzer.batch.summary"])
+                                    "analyzer.session.multifile", "analyzer.scan.parallel", "analyzer.batch.summary",
+                                    "analyzer.campaign.run"])
 def test_docstring_examples_run(module: str) -> None:
     import doctest
     import importlib

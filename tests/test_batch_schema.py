@@ -169,3 +169,9 @@ def test_dask_workers_get_client_paths(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.chdir(work)
     again = run_batch(["in"], "out", workers=1, formats=["json"])
     assert len(again.skipped) == 2 and not again.analysed
+
+
+def test_capture_names_avoid_the_batch_folders() -> None:
+    from analyzer.batch.run import capture_names
+
+    assert capture_names(["/x/flows.pcap", "/y/summary.pcap", "/z/zoom.pcap"]) == ["flows-2", "summary-2", "zoom"]

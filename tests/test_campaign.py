@@ -137,6 +137,10 @@ def test_group_by_any_manifest_column_and_toml(study: tuple[Path, Path], tmp_pat
     wifi_kx = c.countries.query("network == 'wifi' and role == 'key_exchange'")
     assert set(wifi_kx["country"]) == {"CN", "US"}
     assert c.diff.empty
+    # A diff over a label that is not grouped on: wifi (jan, keyed in CN+US) -> lte (feb, DE+US).
+    d = campaign([batch], manifest=toml, workers=1, by=["app"], diff="network=wifi:lte").diff
+    kx = d[d["kind"] == "key_exchange"].set_index("item")["change"].to_dict()
+    assert kx == {"CN": "disappeared", "DE": "appeared"}
     with pytest.raises(OptionError, match="no such label"):
         campaign([batch], workers=1, by=["colour"])
     with pytest.raises(OptionError, match="LABEL=A:B"):

@@ -179,7 +179,7 @@ def campaign(
     for r in refs:
         r["session"] = r["name"] if names.count(r["name"]) == 1 else f"{Path(r['report']).parents[1].name}/{r['name']}"
     matcher = Matcher(rows, manifest)
-    grain = list(dict.fromkeys([*GRAIN, *by]))
+    grain = list(dict.fromkeys([*GRAIN, *by, *([diff_spec[0]] if diff_spec else [])]))
     spool = None
     if out is not None:
         spool = out / "tables"

@@ -71,7 +71,8 @@ def run_unordered(
         with dask_client(scheduler) as client:
             futures = {client.submit(fn, *a, pure=False): i for i, a in enumerate(args)}
             for fut in dask_completed(futures):
-                i = futures[fut]
+                # Dropped once read: the result is released on the worker, not held until the end.
+                i = futures.pop(fut)
                 try:
                     yield i, fut.result(), None
                 except Exception as exc:
@@ -88,7 +89,8 @@ def run_unordered(
         futs = {pool.submit(fn, *a): i for i, a in enumerate(args)}
         for fut in as_completed(futs):
             exc = fut.exception()
-            yield futs[fut], (None if exc else fut.result()), exc
+            # Dropped once read, so that results do not pile up in this process (streaming callers).
+            yield futs.pop(fut), (None if exc else fut.result()), exc
 
 
 def run_ordered(fn: Callable[..., Any], args: list[tuple], workers: int = 1, executor: Any = None) -> list[Any]:
