@@ -76,9 +76,10 @@ class Table:
         """This table's rows for one session, with exactly the declared columns (missing ones None)."""
         rows = self.rows(report, flows)
         df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-        for c in self.names:
-            if c not in df.columns:
-                df[c] = None
+        missing = [c for c in self.names if c not in df.columns]
+        if missing:  # on a copy: the session's own frame stays as it is
+            empty = pd.DataFrame({c: pd.Series([None] * len(df), index=df.index, dtype=object) for c in missing})
+            df = pd.concat([df, empty], axis=1)
         return df[self.names]
 
 

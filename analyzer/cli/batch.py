@@ -26,7 +26,7 @@ def run_batch_cli(args: argparse.Namespace) -> int:
     from analyzer.session.options import SESSION_OPTIONS  # imported here: --help stays light
 
     options = {k: getattr(args, k, None) for k in SESSION_OPTIONS}
-    with _progress(getattr(args, "progress", "auto")) as on_result:
+    with _Progress(getattr(args, "progress", "auto")) as on_result:
         result = run_batch(
             args.inputs,
             args.output,
@@ -54,7 +54,7 @@ def closing_line(result: Any) -> str:
     )
 
 
-class _progress:
+class _Progress:
     """A rich progress bar over captures (stderr, only on a terminal unless --progress always)."""
 
     def __init__(self, mode: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 EPILOG = (
     "inputs: captures, folders of captures, or batch folders written by `confscope batch`. "
@@ -18,7 +19,12 @@ EPILOG = (
 )
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser, geo_policy, workers_default: int):
+def add_parser(
+    sub: argparse._SubParsersAction,
+    common: argparse.ArgumentParser,
+    geo_policy: Callable[[argparse.ArgumentParser], None],
+    workers_default: int,
+) -> argparse.ArgumentParser:
     c = sub.add_parser("campaign", parents=[common], epilog=EPILOG,
                        help="compare many calls across apps, vantages and dates (captures or batch folders)")
     c.add_argument("inputs", nargs="*", metavar="CAPTURE|DIR|BATCH_DIR")
