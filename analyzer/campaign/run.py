@@ -137,9 +137,11 @@ def campaign(
     `workers` / `scheduler`: local processes or a Dask scheduler address / Client. `options`:
     those of `analyzer.analyze`, for captures analysed here.
 
+    >>> import tempfile
     >>> from analyzer.capture.demo import write_demo_capture
-    >>> p = write_demo_capture("/tmp/confscope-campaign-doctest/zoom.pcap")
-    >>> c = campaign([p], output="/tmp/confscope-campaign-doctest/out", workers=1, force=True)
+    >>> d = tempfile.mkdtemp(prefix="confscope-campaign-")
+    >>> p = write_demo_capture(f"{d}/zoom.pcap")
+    >>> c = campaign([p], output=f"{d}/out", workers=1)
     >>> c.sessions[["session", "app", "vantage", "date"]].values.tolist()
     [['zoom', 'zoom', 'US', '2020-04-04']]
     >>> c.countries.query("role == 'key_exchange'")[["country", "share"]].values.tolist()
