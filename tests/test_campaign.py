@@ -199,6 +199,9 @@ def test_cli_over_captures_with_manifest(tmp_path: Path) -> None:
     doc2 = json.loads((tmp_path / "camp2" / "campaign.json").read_text())
     assert doc2["group_by"] == ["vantage"] and len(doc2["sessions"]) == len(calls)
     assert _cli(["campaign", "camp/batch", "-o", "x", "--by", "nope"], tmp_path).returncode == 2
+    # The campaign folder itself stands for its batch.
+    r3 = _cli(["campaign", "camp", "-o", "camp3"], tmp_path)
+    assert r3.returncode == 0 and f"confscope campaign: {len(calls)} sessions" in r3.stdout
 
 
 def test_campaign_on_dask_matches_local(study: tuple[Path, Path], tmp_path: Path) -> None:

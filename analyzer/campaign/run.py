@@ -163,6 +163,9 @@ def campaign(
     if not items:
         raise OptionError("campaign: no inputs (give captures, batch folders or a manifest)")
     out = Path(os.path.abspath(output)) if output is not None else None
+    # A campaign's own folder stands for the batch it analysed (OUT/batch).
+    items = [Path(i) / "batch" if (Path(i) / "campaign.json").is_file() and _is_batch_folder(Path(i) / "batch")
+             else i for i in items]
     folders = [Path(i) for i in items if _is_batch_folder(Path(i))]
     captures = [i for i in items if not _is_batch_folder(Path(i))]
     batch_failed: list[dict[str, Any]] = []
