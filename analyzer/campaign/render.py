@@ -94,8 +94,13 @@ def _over_dates(routes: pd.DataFrame, app: str, role: str, colours: dict[str, st
     m = part.groupby(["date", "country"])["bytes"].sum().unstack(fill_value=0).sort_index()
     share = m.div(m.sum(axis=1).where(lambda s: s > 0), axis=0).fillna(0)
     countries = list(m.sum(axis=0).sort_values(ascending=False).index[:MAX_COUNTRIES])
-    col, gap, top, plot_h, left = 46, 14, 30, 160, 40
-    w = left + (col + gap) * len(share.index) + 120
+    n = len(share.index)
+    # Many dates: narrower columns (the chart stays about 1000 px wide) and every k-th date named.
+    col = max(6, min(46, 860 // n - 4))
+    gap = 14 if col == 46 else max(2, col // 4)
+    every = max(1, -(-n * 70 // 860))
+    top, plot_h, left = 30, 160, 40
+    w = left + (col + gap) * n + 120
     h = top + plot_h + 40
     title = f"{app}: {role.replace('_', ' ')}"
     out = [f'<svg class="dates" data-app="{_e(app)}" data-role="{_e(role)}" viewBox="0 0 {w} {h}" width="{w}" '
@@ -113,8 +118,9 @@ def _over_dates(routes: pd.DataFrame, app: str, role: str, colours: dict[str, st
             fill = colours.get(str(c), "#999")
             out.append(f'<rect x="{x}" y="{y:.1f}" width="{col}" height="{hh:.1f}" fill="{fill}">'
                        f'<title>{_e(f"{d} {c}: {s:.1%}")}</title></rect>')
-        out.append(f'<text x="{x + col / 2}" y="{top + plot_h + 16}" text-anchor="middle" '
-                   f'style="font-size:10px">{_e(d)}</text>')
+        if i % every == 0:
+            out.append(f'<text x="{x + col / 2}" y="{top + plot_h + 16}" text-anchor="middle" '
+                       f'style="font-size:10px">{_e(d)}</text>')
     lx = left + (col + gap) * len(share.index) + 6
     for k, c in enumerate(countries):
         y = top + 12 + 16 * k
