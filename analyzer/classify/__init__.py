@@ -87,6 +87,10 @@ def classify_scan(result) -> pd.DataFrame:
     from analyzer.dissect import dissect_flows
 
     dissected = dissect_flows(result.flows, result.samples)
+    info = getattr(result, "info", None)
+    for line in dissected.warnings():  # a bound that cut something is reported, never silent
+        if info is not None:
+            info.warn(line, force=True)
     classified = classify_flows(result.flows, dissected.facts, dissected.dns)
     facts = dissected.facts.drop(columns=[c for c in dissected.facts.columns if c in classified.columns])
     return classified.join(facts, on="flow_id")
