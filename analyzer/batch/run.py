@@ -24,7 +24,9 @@ from analyzer.batch.dataset import Dataset, build_dataset, session_summary
 from analyzer.common.hashing import file_sha256
 from analyzer.errors import ConfscopeError, OptionError
 from analyzer.report import write_reports
+from analyzer.report.sanitize import one_line
 from analyzer.scan.parallel import default_workers, run_unordered
+from analyzer.session.anonymize import key_fingerprint
 from analyzer.session.options import SESSION_OPTIONS, check_options
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".dmp")
@@ -75,6 +77,15 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     return checked.as_options({k: options.get(k) for k in SESSION_OPTIONS})
 
 
+def public_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options as written to summary.json: set ones only, the anonymisation key as `true`
+    (the key inverts the pseudonyms, so neither it nor anything cheaply derived is written)."""
+    out = {k: v for k, v in options.items() if v}
+    if "anonymize" in out:
+        out["anonymize"] = True
+    return out
+
+
 def options_hash(options: dict[str, Any], formats: Iterable[str] = ()) -> str:
     """What makes two runs on the same capture give the same report: the tool version, the
     options and the contents (not names) of the files they name."""
@@ -88,10 +99,9 @@ def options_hash(options: dict[str, Any], formats: Iterable[str] = ()) -> str:
         "region": options.get("region"),
         "vantage": options.get("vantage"),
         "policy": content(options.get("policy")),
-        # Another key gives other pseudonyms: the key counts, through a one-way hash only.
-        "anonymize": hashlib.sha256(str(options.get("anonymize")).encode()).hexdigest()
-        if options.get("anonymize")
-        else None,
+        # Another key gives other pseudonyms: the key counts, through a stretched keyed fingerprint
+        # only (a plain SHA-256 of a passphrase is cheap to brute-force).
+        "anonymize": key_fingerprint(options["anonymize"]) if options.get("anonymize") else None,
         "anonymize_servers": bool(options.get("anonymize_servers")),
         "geoip": [content(g) for g in options.get("geoip") or []],
         "formats": sorted(formats),
@@ -162,8 +172,7 @@ def _run_session(spec: dict[str, Any]) -> Any:
 
 
 def _one_line(text: object) -> str:
-    s = str(text).replace("\n", " ")
-    return "".join(ch if ch.isprintable() else "?" for ch in s)[:500]
+    return one_line(str(text))
 
 
 def capture_names(paths: list[str], reserved: dict[str, str] | None = None) -> list[str]:
@@ -392,10 +401,10 @@ def _finish(out: Path, results: list[dict[str, Any]], opts: dict[str, Any], form
         if not r.get("error") and r.get("summary")
     ]
     failures = [{"capture": r["capture"], "path": r["path"], "error": r["error"]} for r in results if r.get("error")]
-    summary = cross_summary(sessions, failures, {k: v for k, v in opts.items() if v})
+    summary = cross_summary(sessions, failures, public_options(opts))
     write_summary(summary, out)
     for f in failures:
-        print(f"confscope: {f['capture']}: {f['error']}", file=sys.stderr)
+        print(f"confscope: {one_line(f['capture'])}: {one_line(f['error'])}", file=sys.stderr)
     if not sessions:
         return 2
     return 1 if any(s.get("exit_code") for s in sessions) else 0

@@ -18,6 +18,7 @@ from analyzer.classify.apps import Attribution, DnsIndex, attribute
 from analyzer.classify.roles import ROLES, channel_role, roles_of, split_bytes
 from analyzer.classify.signatures import CONTRACT_APPS, Signatures, load_signatures
 from analyzer.common.records import records as frame_records
+from analyzer.dissect.names import host_name
 
 __all__ = ["CONTRACT_APPS", "ROLES", "Signatures", "classify_flows", "classify_scan", "load_signatures"]
 
@@ -138,9 +139,11 @@ def _hostname(flow: dict, f: dict, index: DnsIndex) -> str | None:
         if name:
             return name
     for key in ("cert_subject", "dtls_cert"):
-        name = _val(f, key)
+        # A certificate CN is free text (any UTF-8, controls, TAG characters): only a plausible
+        # DNS name may stand in for a host name, like an SNI.
+        name = host_name(_val(f, key))
         if name:
-            return str(name)
+            return name
     return None
 
 

@@ -155,8 +155,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def _one_line(text: object) -> str:
     """Errors and warnings may quote captured bytes: keep them on one printable line."""
-    s = str(text)
-    return "".join(ch if ch.isprintable() else "?" for ch in s.replace("\n", " "))[:500]
+    from analyzer.report.sanitize import one_line
+
+    return one_line(str(text))
 
 
 def _start_prescan(args: argparse.Namespace) -> None:

@@ -109,7 +109,7 @@ def unified_header(data: bytes, pos: int) -> tuple[int, int] | None:
 class _Message:
     """One handshake message under reassembly: the fragments that arrived, keyed by offset."""
 
-    __slots__ = ("length", "pieces", "done")
+    __slots__ = ("done", "length", "pieces")
 
     def __init__(self, length: int) -> None:
         self.length = length

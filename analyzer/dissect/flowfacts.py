@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from analyzer.dissect import dns as dns_mod
-from analyzer.dissect.budget import Budget
 from analyzer.dissect import quic, sip, tcpstream, tls, zrtp
 from analyzer.dissect import rtp as rtp_mod
+from analyzer.dissect.budget import Budget
+from analyzer.dissect.names import host_name
 
 # The STUN, DTLS and Zoom parsers were written in parallel; the dissection degrades gracefully
 # (fewer facts) if one of them is missing from an older tree.
@@ -351,13 +352,7 @@ def _tls(c2s: bytes, s2c: bytes, f: _Facts) -> None:
 
 
 def _host(name: str | None) -> str | None:
-    """A host name from the wire, lower-cased, or None when it is not a plausible DNS name."""
-    if not name:
-        return None
-    name = name.strip().rstrip(".").lower()
-    if not name or len(name) > 253 or not name.isascii() or not name.isprintable() or " " in name:
-        return None
-    return name
+    return host_name(name)
 
 
 def _http_host(data: bytes) -> str | None:

@@ -80,6 +80,15 @@ def derive_keys(passphrase: str | bytes) -> AnonKeys:
     return AnonKeys(aes=sub(b"aes", 16), pad=sub(b"pad", 16), mac=sub(b"hmac", 32))
 
 
+def key_fingerprint(passphrase: str | bytes) -> str:
+    """A fingerprint of the key that tells two keys apart without revealing either: an HMAC label
+    under the PBKDF2-stretched master (so guessing a passphrase from it costs KDF_ITERATIONS per
+    guess, unlike a plain SHA-256). For manifests that must notice a changed key."""
+    secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else bytes(passphrase)
+    master = hashlib.pbkdf2_hmac("sha256", secret, KDF_SALT + b"/fingerprint", KDF_ITERATIONS, dklen=32)
+    return hmac.new(master, b"confscope options fingerprint", hashlib.sha256).hexdigest()[:32]
+
+
 def resolve_key(spec: str) -> str:
     """The passphrase named by a CLI value: `env:NAME` reads an environment variable, `file:PATH`
     the first line of a file (keeps the key out of `ps` and shell history), anything else is the

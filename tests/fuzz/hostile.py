@@ -169,6 +169,7 @@ def rtp_streams_pcap(streams: int, packets: int = 2) -> bytes:
         for s in range(streams):
             rtp = struct.pack(">BBHII", 0x80, 111, k, 1000 * k, 0x10000 + s) + bytes(40)
             frame = ethernet(ipv4(17, b"\x0a\x01\x00\x01", b"\xc0\x00\x02\x07", udp(40000, 40002, rtp)))
-            out.append(struct.pack("<IIII", 1_600_000_000 + n // 100000, n % 100000 * 10, len(frame), len(frame)) + frame)
+            sec, usec = 1_600_000_000 + n // 100000, n % 100000 * 10
+            out.append(struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame)
             n += 1
     return b"".join(out)
