@@ -37,6 +37,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                     progress=progress,
                     anonymize=getattr(args, "anonymize", None),
                     anonymize_servers=getattr(args, "anonymize_servers", False),
+                    **({"fifo_wait": args.fifo_wait} if getattr(args, "fifo_wait", None) is not None else {}),
                 )
         except OptionError:
             raise

@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--format", default="json,md,html,csv,parquet", help="comma-separated: json,md,html,csv,parquet")
     _add_geo_policy_options(a)
     _add_progress_option(a)
+    _add_fifo_option(a)
 
     f = sub.add_parser("flows", parents=[common], help="print or write the flow table of one capture")
     f.add_argument("capture", metavar="CAPTURE")
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--engine", default="native", choices=("native", "tshark", "scapy"))
     f.add_argument("--no-dissect", action="store_true", help="5-tuple flows only: skip dissection and apps")
     _add_progress_option(f)
+    _add_fifo_option(f)
 
     g = sub.add_parser("geo", parents=[common], help="geolocate addresses")
     g.add_argument("ips", nargs="+", metavar="IP")
@@ -90,6 +92,16 @@ def _add_geo_policy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--anonymize-servers", action="store_true", help="with --anonymize: servers too")
 
 
+def _add_fifo_option(p: argparse.ArgumentParser) -> None:
+    from analyzer.capture.source import FIFO_WAIT_SECONDS
+
+    p.add_argument(
+        "--fifo-wait", type=float, default=FIFO_WAIT_SECONDS, metavar="SECONDS",
+        help="a capture that is a FIFO must get a writer within this time (default %(default)g); "
+        "`-` reads standard input",
+    )
+
+
 def _add_progress_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
 
@@ -98,7 +110,9 @@ def cmd_flows(args: argparse.Namespace) -> int:
     from analyzer.session.flowtable import flow_table
 
     with progress_bar(args.capture, args.progress) as progress:
-        table, info = flow_table(args.capture, engine=args.engine, dissect=not args.no_dissect, progress=progress)
+        table, info = flow_table(
+            args.capture, engine=args.engine, dissect=not args.no_dissect, progress=progress, fifo_wait=args.fifo_wait
+        )
     from analyzer.report.tabular import write_flow_table
 
     write_flow_table(table, args.format, args.output)

@@ -54,7 +54,8 @@ def parse_formats(text: str) -> list[str]:
 
 def report_dir(out: str | Path, capture: str | Path, used: set[str]) -> Path:
     """DIR/<capture stem>, made unique; the stem comes from the file name the user gave, cleaned."""
-    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(capture).stem)[:80].strip(".") or "capture"
+    given = "stdin" if str(capture) == "-" else Path(capture).stem  # `-` reads standard input
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in given)[:80].strip(".") or "capture"
     name, k = stem, 2
     while name in used:
         name, k = f"{stem}-{k}", k + 1
