@@ -195,6 +195,7 @@ def analyze_many(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     workers: int | None = None,
     scheduler: Any = None,
+    worker_memory: int | None = None,
     **options: Any,
 ) -> Dataset:
     """Analyse many captures in parallel into one Dataset.
@@ -203,7 +204,9 @@ def analyze_many(
     processes (default: the number of cores); `scheduler`: a Dask scheduler address
     ("tcp://host:8786") or a `distributed.Client`, used instead of local processes. `options`
     are those of `analyzer.analyze` (geoip, allow, region, policy, vantage), checked before any
-    work starts. A capture that cannot be analysed is listed in `failures`, never raised.
+    work starts. A capture that cannot be analysed is listed in `failures`, never raised; one
+    whose worker process dies costs only itself (scan/parallel.py). `worker_memory` bounds each
+    local worker's address space (bytes).
 
     >>> from analyzer.capture.demo import write_demo_capture
     >>> p = write_demo_capture("/tmp/confscope-many-doctest.pcap")
@@ -220,12 +223,13 @@ def analyze_many(
     specs = [{"capture": n, "path": p, "options": opts, "tables": True} for n, p in zip(names, found, strict=True)]
     results: list[dict[str, Any] | None] = [None] * len(specs)
     for i, res, err in run_unordered(
-        capture_task, [(s,) for s in specs], workers=workers or default_workers(), scheduler=scheduler
+        capture_task, [(s,) for s in specs], workers=workers or default_workers(), scheduler=scheduler,
+        max_memory=worker_memory,
     ):
         results[i] = res if err is None else {"capture": names[i], "path": found[i], "error": _one_line(err)}
     done = [r for r in results if r is not None]
     done += [{"capture": Path(u).name, "path": u, "error": "no such file (or no capture matches)"} for u in unmatched]
-    return build_dataset(done, {k: v for k, v in opts.items() if v})
+    return build_dataset(done, public_options(opts))
 
 
 # ---- confscope batch ---------------------------------------------------------------------------
@@ -299,7 +303,11 @@ def run_batch_cli(args: Any) -> int:
         if len(group) > 1:
             spec["paths"] = group
         todo.append((spec, sha))
-    ran = _run_with_progress(todo, workers, args.scheduler, getattr(args, "progress", "auto"), out, manifest, ohash)
+    mib = getattr(args, "worker_memory", None)
+    ran = _run_with_progress(
+        todo, workers, args.scheduler, getattr(args, "progress", "auto"), out, manifest, ohash,
+        max_memory=mib * 1024 * 1024 if mib else None,
+    )
     results += ran
     results += [
         {"capture": Path(u).name, "path": u, "error": "no such file (or no capture matches)"} for u in unmatched
@@ -349,6 +357,7 @@ def _run_with_progress(
     out: Path,
     manifest: dict[str, Any],
     ohash: str,
+    max_memory: int | None = None,
 ) -> list[dict[str, Any]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -368,7 +377,7 @@ def _run_with_progress(
     ) as bar:
         task = bar.add_task("captures", total=len(todo))
         for i, res, err in run_unordered(
-            capture_task, [(s,) for s, _ in todo], workers=pool_workers, scheduler=scheduler
+            capture_task, [(s,) for s, _ in todo], workers=pool_workers, scheduler=scheduler, max_memory=max_memory
         ):
             spec, sha = todo[i]
             if err is not None:
@@ -405,7 +414,9 @@ def _finish(out: Path, results: list[dict[str, Any]], opts: dict[str, Any], form
     write_summary(summary, out)
     for f in failures:
         print(f"confscope: {one_line(f['capture'])}: {one_line(f['error'])}", file=sys.stderr)
-    if not sessions:
+    if not sessions or failures:
+        # A capture that could not be analysed (unreadable, or its worker died) must not pass
+        # for a clean run in a pipeline: 2, as for unreadable input.
         return 2
     return 1 if any(s.get("exit_code") for s in sessions) else 0
 

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="redo captures that already have a report")
     b.add_argument("--merge", action="store_true", help="treat all inputs as one capture (rotated files)")
     b.add_argument("--format", default="json,md,html,csv,parquet")
+    b.add_argument(
+        "--worker-memory", type=int, default=None, metavar="MIB",
+        help="bound each local worker's address space (RLIMIT_AS); a capture over it fails alone",
+    )
     _add_geo_policy_options(b)
 
     v = sub.add_parser("verify", parents=[common], help="compare the native engine with tshark on one capture")
