@@ -432,3 +432,54 @@ def test_batch_survives_a_worker_killed_mid_capture(tmp_path: Path) -> None:
     assert "worker process died" in failed["big"]
     assert len(summary["sessions"]) == 5
     assert b"worker process died" in stderr
+
+
+# --- 6. verify: streamed, bounded, timed out ---------------------------------------------------------
+
+HAVE_TSHARK = __import__("shutil").which("tshark") is not None
+
+
+def _children_peak_mb(argv: list[str], timeout: float = 300) -> tuple[subprocess.CompletedProcess, float]:
+    """Run `argv` from a small wrapper process and return its result and the peak RSS of the
+    wrapper's children (verify and tshark), from the wrapper's RUSAGE_CHILDREN."""
+    code = (
+        "import json, resource, subprocess, sys\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True)\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "sys.stderr.buffer.write(p.stderr)\n"
+        "print(json.dumps({'rc': p.returncode, 'peak': peak, 'out': p.stdout.decode('utf-8', 'replace')}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=REPO, capture_output=True, timeout=timeout)
+    res = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    return subprocess.CompletedProcess(argv, res["rc"], res["out"].encode(), proc.stderr), res["peak"]
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark is not installed")
+def test_verify_on_a_gzip_bomb_is_bounded_in_time_and_memory(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.pcap.gz"
+    bomb.write_bytes(H.gzip_bomb(4 * 1024**3))  # 4 GiB of zero records in 4.4 MB
+    t0 = time.monotonic()
+    proc, peak = _children_peak_mb([sys.executable, "-m", "analyzer", "verify", str(bomb)])
+    took = time.monotonic() - t0
+    assert proc.returncode in (0, 1, 2), proc.stderr
+    assert b"Traceback" not in proc.stderr
+    assert took < 120, took  # was 10 minutes (and 8.7 GB) before tshark's input was bounded
+    assert peak < HOSTILE_RSS_BUDGET_MB + 200, f"{peak:.0f} MB"
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark is not installed")
+def test_verify_times_out_with_a_clear_message() -> None:
+    proc = _cli("verify", str(real_capture("zoom.pcap")), "--timeout", "0.05")
+    assert proc.returncode == 2
+    assert b"did not finish within 0.05 s" in proc.stdout + proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark is not installed")
+def test_tshark_rows_stop_at_the_packet_bound() -> None:
+    from analyzer.engines.tshark import tshark_packets
+    from analyzer.errors import CaptureFormatError
+
+    with pytest.raises(CaptureFormatError, match="more than 100 IP packets"):
+        tshark_packets(real_capture("zoom.pcap"), max_packets=100)
+    assert len(tshark_packets(real_capture("zoom.pcap"))) > 700

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", parents=[common], help="compare the native engine with tshark on one capture")
     v.add_argument("capture", metavar="CAPTURE")
+    v.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS", help="stop tshark after this (default 600)"
+    )
 
     d = sub.add_parser("demo", parents=[common], help="write the Citizen-Lab-like demo capture and analyse it")
     d.add_argument("-o", "--output", default="reports", metavar="DIR")
@@ -137,9 +140,10 @@ def cmd_geo(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from analyzer.engines.compare import run_verify
+    from analyzer.report.sanitize import visible
 
-    text, code = run_verify(args.capture)
-    print(text)
+    text, code = run_verify(args.capture, timeout=args.timeout)
+    print("\n".join(visible(line) for line in text.splitlines()))  # it quotes the file name
     return code
 
 
