@@ -483,3 +483,96 @@ def test_tshark_rows_stop_at_the_packet_bound() -> None:
     with pytest.raises(CaptureFormatError, match="more than 100 IP packets"):
         tshark_packets(real_capture("zoom.pcap"), max_packets=100)
     assert len(tshark_packets(real_capture("zoom.pcap"))) > 700
+
+
+# --- 7. hostile file names in multi-capture errors -----------------------------------------------
+
+
+def test_hostile_file_name_in_a_multi_capture_error_reaches_no_terminal(tmp_path: Path) -> None:
+    from tests.test_hostile import HOSTILE_FILE_NAME
+
+    bad = tmp_path / (HOSTILE_FILE_NAME.replace("/", "_") + "\u2066\U000e0041")
+    bad.write_bytes(b"not a capture at all, just text" * 4)
+    good = real_capture("zoom.pcap")
+    code, out = _pty_run(["analyze", str(bad), str(good), "-o", str(tmp_path / "o"), "--format", "json",
+                          "--progress", "never"])
+    assert code == 2, out[-400:]
+    plain = re.sub(rb"\x1b\[[0-9;]*m", b"", out)
+    assert b"confscope: error:" in plain
+    assert not _ESC_OR_CONTROL.search(plain), plain[:300]
+    assert not _bad_chars(plain.decode("utf-8"))
+    # batch prints its failures the same way
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / bad.name).write_bytes(bad.read_bytes())
+    (src / "good.pcap").write_bytes(good.read_bytes())
+    proc = _cli("batch", str(src / "*"), "-o", str(tmp_path / "b"), "--workers", "1", "--format", "json")
+    assert proc.returncode == 2
+    assert not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", proc.stderr) and not _bad_chars(proc.stderr.decode())
+
+
+# --- 8. the user's addresses spelled inside host names; no home directory ----------------------------
+
+LOCAL_SPELLINGS = (
+    "ip-192-168-7-9.ec2.internal",
+    "81-2-69-199.dyn.example",
+    "c0a80709.hex.example",
+    "host.192.168.7.9.nip.io",
+    "192.168.007.009.zero.example",
+    "2001-db8-1--9.ipv6-literal.net",
+    "2001-0db8-0001-0000-0000-0000-0000-0009.full.example",
+)
+
+
+@pytest.fixture(scope="module")
+def spelled_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("scapy.all")
+    from scapy.all import wrpcap
+
+    from tests.test_anonymize import _v6_packets
+    from tests.test_hostile import TLS_SERVERS, _Clock, _tcp_conversation, build_hostile_packets, client_hello
+
+    packets = build_hostile_packets(2000)
+    c = _Clock()
+    c.t = float(packets[-1].time) + 1
+    for i, name in enumerate(LOCAL_SPELLINGS):
+        _tcp_conversation(c, TLS_SERVERS[i % len(TLS_SERVERS)], 443, 46000 + i, client_hello(name, 40 + i), b"")
+    packets += c.packets
+    packets += _v6_packets(c.t + 1)
+    path = tmp_path_factory.mktemp("spelled") / "spelled.pcap"
+    wrpcap(str(path), packets, linktype=1)
+    return path
+
+
+def test_anonymisation_finds_the_users_addresses_however_spelled(spelled_capture: Path, tmp_path: Path) -> None:
+    mmdb_writer = pytest.importorskip("mmdb_writer")
+    netaddr = pytest.importorskip("netaddr")
+    home = tmp_path / "home" / "alice-secret-user" / "geo"
+    home.mkdir(parents=True)
+    w = mmdb_writer.MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="Test-GeoLite2-Country")
+    w.insert_network(netaddr.IPSet(["151.101.0.0/16"]), {"country": {"iso_code": "US"}})
+    db = home / "country.mmdb"
+    w.to_db_file(str(db))
+    plain_out, anon_out = tmp_path / "plain", tmp_path / "anon"
+    assert _cli("analyze", str(spelled_capture), "-o", str(plain_out), "--geoip", str(db),
+                "--format", "json").returncode in (0, 1)
+    plain = (next(plain_out.glob("*/report.json"))).read_text()
+    found = [s for s in LOCAL_SPELLINGS if s in plain]
+    assert len(found) == len(LOCAL_SPELLINGS), set(LOCAL_SPELLINGS) - set(found)  # non-vacuous
+    proc = _cli("analyze", str(spelled_capture), "-o", str(anon_out), "--geoip", str(db), "--anonymize", "k3y-16",
+                "--progress", "never")
+    assert proc.returncode in (0, 1), proc.stderr
+    blobs = _tree(anon_out)
+    blobs["stdout"] = proc.stdout
+    markers = ("192-168-7-9", "81-2-69-199", "c0a80709", "192.168.7.9", "192.168.007.009", "2001-db8-1--9",
+               "2001-0db8-0001-0000-0000-0000-0000-0009", "alice-secret-user")
+    for where, data in blobs.items():
+        for m in markers:
+            assert m.encode() not in data, (where, m)
+    report = json.loads(next(anon_out.glob("*/report.json")).read_text())
+    paths = [d.get("path") for d in report["geo"]["databases"] if d.get("path")]
+    assert "country.mmdb" in paths and not [p for p in paths if "/" in p or "\\" in p], paths
+    # the names are still host names, with the pseudonym spelled the same way
+    hosts = {f.get("hostname") for f in report["flows"]}
+    assert any(re.fullmatch(r"ip-\d+-\d+-\d+-\d+\.ec2\.internal", h or "") for h in hosts), hosts
+    assert any(re.fullmatch(r"[0-9a-f]{8}\.hex\.example", h or "") for h in hosts), hosts

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from analyzer.session.spellings import SpelledAddresses
+
 METHOD = "crypto-pan (AES-128, prefix-preserving) / HMAC-SHA256; key from PBKDF2-SHA256"
 # Stretching makes guessing a weak passphrase from a published report expensive; 200k rounds
 # cost ~0.1 s once per key (cached), which is nothing next to reading a capture.
@@ -214,6 +216,8 @@ class _Scrubber:
             else ""
         )
         self._addr_re = re.compile(known_alt + _GENERIC_ADDR) if lits else _ADDR_RE
+        # The same addresses spelled as host names do: ip-10-1-2-3, 0a010203, 2001-db8--1 ...
+        self._spelled = SpelledAddresses(lits)
 
     def learn_usernames(self, names: Iterable[str]) -> None:
         for name in names:
@@ -249,6 +253,8 @@ class _Scrubber:
                 return whole
             s = _KEY_MATERIAL_RE.sub(lambda m: m.group(1) + REDACTED, s)
             s = self._addr_re.sub(self._addr_match, s)
+        # After the generic pass, so an address it already replaced is not mapped twice.
+        s = self._spelled.sub(s, self.ip)
         if self._user_re is not None:
             s = self._user_re.sub(lambda m: self.user_parts[m.group(0)], s)
         return s
@@ -417,6 +423,7 @@ def anonymize_session(session: Any, key: str | bytes, *, anonymize_servers: bool
         flows["community_id"] = pd.Series(_community_ids(flows), index=flows.index, dtype=object)
     report = scrub.value(session.report)
     _sync_flow_records(report, flows)
+    _strip_directories(report)
     report["privacy"] = {
         "anonymized": True,
         "method": METHOD,
@@ -424,6 +431,8 @@ def anonymize_session(session: Any, key: str | bytes, *, anonymize_servers: bool
             "local and client IP addresses (prefix-preserving)",
             "STUN mapped, relayed, peer and SDP addresses unless a public remote endpoint",
             "addresses inside free text (finding details, vantage source)",
+            "the user's addresses spelled inside host names (dashed, hex, leading zeros, IPv6 dashed)",
+            "directories of the capture and database paths (file names kept)",
             "STUN USERNAMEs (keyed HMAC)",
             "MAC addresses (keyed HMAC)",
             "flow_key (keyed HMAC)",
@@ -438,6 +447,16 @@ def anonymize_session(session: Any, key: str | bytes, *, anonymize_servers: bool
         raise RuntimeError(f"key material survived anonymisation at {leaks[:3]}")
     # The same class as the input (the API's Session renders itself; the session stage's does not).
     return type(session)(report=report, flows=flows, streams=streams)
+
+
+def _strip_directories(report: dict[str, Any]) -> None:
+    """File names only: a path such as /home/alice/geo/x.mmdb names the user (issue 16)."""
+    for db in (report.get("geo") or {}).get("databases") or []:
+        if isinstance(db, dict) and isinstance(db.get("path"), str):
+            db["path"] = os.path.basename(db["path"])
+    capture = report.get("capture") or {}
+    if isinstance(capture.get("path"), str):
+        capture["path"] = os.path.basename(capture["path"])
 
 
 def _sync_flow_records(report: dict[str, Any], flows: pd.DataFrame) -> None:
