@@ -83,7 +83,8 @@ def test_batch_bad_file_resume_and_dataset(tmp_path: Path) -> None:
         shutil.copy(real_capture(name), src / name)
     (src / "broken.pcap").write_bytes(b"this is not a capture\n" * 10)
     out = tmp_path / "out"
-    assert run_batch_cli(_args([str(src)], out, region="north-america")) == 1  # zoom leaves North America
+    # zoom leaves North America (a violation), but broken.pcap failed: a failure wins, exit 2
+    assert run_batch_cli(_args([str(src)], out, region="north-america")) == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["totals"] == {**summary["totals"], "captures": 3, "analysed": 2, "failed": 1}
     assert [f["capture"] for f in summary["failures"]] == ["broken"]
@@ -102,7 +103,7 @@ def test_batch_bad_file_resume_and_dataset(tmp_path: Path) -> None:
 
     # Resume: nothing changed, so no report is rewritten; --force rewrites them.
     stamp = (out / "zoom" / "report.json").stat().st_mtime_ns
-    assert run_batch_cli(_args([str(src)], out, region="north-america")) == 1
+    assert run_batch_cli(_args([str(src)], out, region="north-america")) == 2
     assert (out / "zoom" / "report.json").stat().st_mtime_ns == stamp
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["captures"]) == {"zoom", "rtp", "broken"}

@@ -576,3 +576,25 @@ def test_anonymisation_finds_the_users_addresses_however_spelled(spelled_capture
     hosts = {f.get("hostname") for f in report["flows"]}
     assert any(re.fullmatch(r"ip-\d+-\d+-\d+-\d+\.ec2\.internal", h or "") for h in hosts), hosts
     assert any(re.fullmatch(r"[0-9a-f]{8}\.hex\.example", h or "") for h in hosts), hosts
+
+
+# --- 9. every file the CLI reads is bounded ----------------------------------------------------------
+
+
+def test_endless_policy_key_and_manifest_files_are_refused(tmp_path: Path) -> None:
+    src = str(real_capture("zoom.pcap"))
+    for args, says in (
+        (["analyze", src, "-o", str(tmp_path / "a"), "--policy", "/dev/zero"], b"--policy /dev/zero is larger than"),
+        (["analyze", src, "-o", str(tmp_path / "a"), "--anonymize", "file:/dev/zero"], b"longer than 4,096 bytes"),
+        (["batch", src, "-o", str(tmp_path / "b"), "--policy", "/dev/urandom"], b"larger than 1,048,576 bytes"),
+    ):
+        t0 = time.monotonic()
+        proc = _cli(*args, timeout=60)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert says in proc.stderr, proc.stderr
+        assert time.monotonic() - t0 < 60
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "manifest.json").symlink_to("/dev/zero")
+    proc = _cli("batch", src, "-o", str(out), "--workers", "1", timeout=60)
+    assert proc.returncode == 2 and b"manifest" in proc.stderr and b"bound" in proc.stderr, proc.stderr

@@ -21,6 +21,7 @@ from typing import Any
 
 from analyzer import __version__
 from analyzer.batch.dataset import Dataset, build_dataset, session_summary
+from analyzer.common.files import MANIFEST_MAX_BYTES, FileTooLarge, read_bounded
 from analyzer.common.hashing import file_sha256
 from analyzer.errors import ConfscopeError, OptionError
 from analyzer.report import write_reports
@@ -236,8 +237,12 @@ def analyze_many(
 
 
 def load_manifest(out: Path) -> dict[str, Any]:
+    path = out / MANIFEST
     try:
-        data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads(read_bounded(path, MANIFEST_MAX_BYTES, "manifest").decode("utf-8"))
+    except FileTooLarge as exc:
+        # Not ours (or damaged): refuse rather than overwrite what may be someone's big file.
+        raise OptionError(str(exc)) from None
     except (OSError, ValueError):
         return {"schema": MANIFEST_SCHEMA, "captures": {}}
     if (

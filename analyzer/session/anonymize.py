@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from analyzer.common.files import KEY_MAX_BYTES, FileTooLarge, first_line_bounded
 from analyzer.session.spellings import SpelledAddresses
 
 METHOD = "crypto-pan (AES-128, prefix-preserving) / HMAC-SHA256; key from PBKDF2-SHA256"
@@ -99,8 +100,11 @@ def resolve_key(spec: str) -> str:
         value = os.environ.get(spec[4:], "")
     elif spec.startswith("file:"):
         try:
-            with open(spec[5:], encoding="utf-8") as fh:
-                value = fh.readline().rstrip("\r\n")
+            value = first_line_bounded(spec[5:], KEY_MAX_BYTES, "--anonymize key file")
+        except FileTooLarge as exc:
+            raise ValueError(str(exc)) from None
+        except UnicodeDecodeError:
+            raise ValueError("--anonymize: key file is not UTF-8 text") from None
         except OSError as exc:
             raise ValueError(f"--anonymize: cannot read key file ({exc.strerror})") from None
     else:
