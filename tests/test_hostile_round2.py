@@ -598,3 +598,30 @@ def test_endless_policy_key_and_manifest_files_are_refused(tmp_path: Path) -> No
     (out / "manifest.json").symlink_to("/dev/zero")
     proc = _cli("batch", src, "-o", str(out), "--workers", "1", timeout=60)
     assert proc.returncode == 2 and b"manifest" in proc.stderr and b"bound" in proc.stderr, proc.stderr
+
+
+# --- 10. `confscope geo`: database strings are hostile too -------------------------------------------
+
+HOSTILE_ORG = '=HYPERLINK("http://evil.example","x")\x1b]52;c;ZXZpbA==\x07\x1b[2J\u202eEvil\U000e0041 Org'
+
+
+def test_geo_prints_database_org_strings_inert(tmp_path: Path) -> None:
+    mmdb_writer = pytest.importorskip("mmdb_writer")
+    netaddr = pytest.importorskip("netaddr")
+    w = mmdb_writer.MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="Test-GeoLite2-ASN")
+    w.insert_network(netaddr.IPSet(["81.2.69.0/24"]), {
+        "autonomous_system_number": mmdb_writer.MmdbU32(64500), "autonomous_system_organization": HOSTILE_ORG})
+    db = tmp_path / "asn.mmdb"
+    w.to_db_file(str(db))
+    code, out = _pty_run(["geo", "81.2.69.7", "--geoip", str(db)])
+    assert code == 0, out
+    assert b"Evil" in out and b"HYPERLINK" in out  # shown, but inert
+    assert not _ESC_OR_CONTROL.search(out) and not _bad_chars(out.decode("utf-8"))
+    proc = _cli("geo", "81.2.69.7", "--geoip", str(db), "--format", "csv")
+    assert proc.returncode == 0
+    rows = list(__import__("csv").reader(proc.stdout.decode().splitlines()))
+    org = rows[1][rows[0].index("org")]
+    assert org.startswith("'=HYPERLINK") and not _bad_chars(org) and "\x1b" not in org
+    proc = _cli("geo", "81.2.69.7", "--geoip", str(db), "--format", "json")
+    assert json.loads(proc.stdout)[0]["org"] == HOSTILE_ORG  # JSON keeps the data, escaped
+    assert not re.search(rb"[\x00-\x1f\x7f]", proc.stdout.replace(b"\n", b""))
