@@ -625,3 +625,64 @@ def test_geo_prints_database_org_strings_inert(tmp_path: Path) -> None:
     proc = _cli("geo", "81.2.69.7", "--geoip", str(db), "--format", "json")
     assert json.loads(proc.stdout)[0]["org"] == HOSTILE_ORG  # JSON keeps the data, escaped
     assert not re.search(rb"[\x00-\x1f\x7f]", proc.stdout.replace(b"\n", b""))
+
+
+# --- 11. re-analysing into an existing folder ------------------------------------------------------
+
+
+def test_a_second_analyze_with_fewer_formats_leaves_no_stale_files(tmp_path: Path) -> None:
+    src = str(real_capture("zoom.pcap"))
+    out = tmp_path / "o"
+    assert _cli("analyze", src, "-o", str(out), "--progress", "never").returncode in (0, 1)
+    folder = out / "zoom"
+    (folder / "notes.txt").write_text("the user's own file")
+    (folder / "report.md.tmp").write_text("left by an interrupted run")
+    assert {p.name for p in folder.iterdir()} >= {"report.json", "report.md", "report.html", "flows.csv",
+                                                 "flows.parquet"}
+    stamp = (folder / "report.json").stat().st_mtime_ns
+    assert _cli("analyze", src, "-o", str(out), "--format", "json,csv", "--progress", "never").returncode in (0, 1)
+    assert {p.name for p in folder.iterdir()} == {"report.json", "flows.csv", "notes.txt"}
+    assert (folder / "report.json").stat().st_mtime_ns != stamp
+
+
+# --- 12. what reports list is capped, the rest counted -------------------------------------------------
+
+
+def test_100000_rtp_streams_in_one_flow_give_a_bounded_report() -> None:
+    result = run_measured(
+        """
+        import os, tempfile
+        from analyzer.session.build import analyze
+        from tests.fuzz import hostile as H
+        s = analyze(H.rtp_streams_pcap(100000))
+        out = tempfile.mkdtemp(prefix="wt16-rtp-")
+        sizes = {k: os.path.getsize(p) for k, p in s.write(out).items()}
+        media = s.report["media"]
+        _emit({"sizes": sizes, "listed": [len(m["streams"]) for m in media],
+               "total": [m["streams_total"] for m in media]})
+        """,
+        timeout=600,
+    )
+    from analyzer.session.tables import MAX_LISTED_STREAMS
+
+    assert result["total"] == [100000] and result["listed"] == [MAX_LISTED_STREAMS]
+    sizes = result["sizes"]
+    assert sizes["html"] < 1_000_000 and sizes["md"] < 100_000 and sizes["json"] < 500_000, sizes  # were 44 MB / 3.9 MB
+    grown = result["peak_rss_mb"] - result["baseline_rss_mb"]
+    assert grown < HOSTILE_RSS_BUDGET_MB, f"{grown:.0f} MB"
+
+
+def test_a_million_dns_answers_stay_within_the_budget_and_are_counted() -> None:
+    result = run_measured(
+        """
+        from analyzer.session.build import analyze
+        from tests.fuzz import hostile as H
+        s = analyze(H.dns_answers_pcap(2000, 500))
+        _emit({"warnings": s.report["capture"]["warnings"], "flows": len(s.flows)})
+        """,
+        timeout=600,
+    )
+    assert result["flows"] == 2000
+    assert "900000 DNS answers not kept: over 100000 in the session" in result["warnings"]
+    grown = result["peak_rss_mb"] - result["baseline_rss_mb"]
+    assert grown < HOSTILE_RSS_BUDGET_MB, f"{grown:.0f} MB"  # 1.37 GB before

@@ -161,7 +161,7 @@ def dns_answers_pcap(responses: int, answers: int = 500) -> bytes:
     return b"".join(out)
 
 
-def rtp_streams_pcap(streams: int, packets: int = 2) -> bytes:
+def rtp_streams_pcap(streams: int, packets: int = 3) -> bytes:
     """One UDP flow carrying `streams` distinct RTP SSRCs (`packets` packets each)."""
     out = [pcap_header()]
     n = 0
