@@ -21,6 +21,7 @@ from typing import Any
 
 from analyzer import __version__
 from analyzer.batch.dataset import Dataset, build_dataset, session_summary
+from analyzer.capture.source import is_stream_path
 from analyzer.common.files import MANIFEST_MAX_BYTES, FileTooLarge, read_bounded
 from analyzer.common.hashing import file_sha256
 from analyzer.errors import ConfscopeError, OptionError
@@ -338,6 +339,8 @@ def _group_key(group: list[str]) -> str:
 
 
 def _group_sha256(group: list[str]) -> str | None:
+    if any(is_stream_path(p) for p in group):
+        return None  # a pipe or FIFO can be read once: the worker reads (and hashes) it, no resume
     try:
         hashes = [file_sha256(p) for p in group]
     except OSError:
