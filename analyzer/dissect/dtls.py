@@ -393,5 +393,7 @@ def certificate_names(der: bytes) -> tuple[str | None, str | None]:
             return text[:_MAX_TEXT]
 
         return cn(cert.subject), cn(cert.issuer)
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:  # cryptography raises many types on hostile DER; none may escape a parser
         return None, None
