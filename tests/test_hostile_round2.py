@@ -652,7 +652,7 @@ def test_100000_rtp_streams_in_one_flow_give_a_bounded_report() -> None:
     result = run_measured(
         """
         import os, tempfile
-        from analyzer.session.build import analyze
+        from analyzer.api import analyze
         from tests.fuzz import hostile as H
         s = analyze(H.rtp_streams_pcap(100000))
         out = tempfile.mkdtemp(prefix="wt16-rtp-")
