@@ -7,6 +7,7 @@ Mutants are deterministic: mutant `i` of seed `S` is rebuilt from `random.Random
 
     python bench/fuzz.py --count 10000 --jobs 2             # long run, in-process (fast)
     python bench/fuzz.py --count 50 --mode subprocess       # each mutant in a fresh interpreter
+    python bench/fuzz.py --target reassembly --count 10000  # DTLS/QUIC/TCP reassembly (fuzz_reassembly.py)
 
 The container parsing here is deliberately independent of analyzer.capture (an oracle that
 shared the reader's bugs would hide them); it only needs to find record and block boundaries
@@ -547,7 +548,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first mutant index")
     ap.add_argument("--only", type=int, default=None, help="replay one mutant index")
     ap.add_argument("--json", type=Path, default=None, help="write the summary here")
+    ap.add_argument("--target", choices=("capture", "reassembly"), default="capture",
+                    help="capture: damaged files through `confscope analyze`; reassembly: DTLS fragments, "
+                    "QUIC CRYPTO frames and TCP segments through dissect_flows")
+    ap.add_argument("--memory-mb", type=float, default=256.0, help="reassembly: peak RSS growth allowed")
     args = ap.parse_args(argv)
+    if args.target == "reassembly":
+        return _main_reassembly(args)
     if not load_bases(args.captures):
         print(f"fuzz: no pcap/pcapng captures under {args.captures}", file=sys.stderr)
         return 2
@@ -573,6 +580,40 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(text)
     print(text)
     return 1 if summary["crashes"] or summary["hangs"] else 0
+
+
+def reassembly_module():
+    """bench/fuzz_reassembly.py (bench/ is a folder of scripts: imported by path)."""
+    import importlib.util
+
+    name = "confscope_bench_fuzz_reassembly"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fuzz_reassembly.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _main_reassembly(args: argparse.Namespace) -> int:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    fr = reassembly_module()
+    start, count = (args.only, 1) if args.only is not None else (args.start, args.count)
+
+    def report(done: int, verdicts: Counter) -> None:
+        if done % 1000 == 0 or done == count:
+            print(f"fuzz: {done}/{count} {dict(verdicts)}", file=sys.stderr, flush=True)
+
+    summary = fr.fuzz_reassembly(count, seed=args.seed or today_seed(), timeout=args.timeout, start=start,
+                                 captures=args.captures, memory_mb=args.memory_mb, progress=report)
+    text = json.dumps(summary, indent=1)
+    if args.json:
+        args.json.write_text(text)
+    print(text)
+    return 1 if summary["crashes"] or summary["hangs"] or not summary["memory_ok"] else 0
 
 
 if __name__ == "__main__":

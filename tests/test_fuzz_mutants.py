@@ -82,3 +82,38 @@ def test_subprocess_mutants_neither_crash_nor_hang(bases: list) -> None:
     )
     assert summary["mutants"] == SUBPROCESS_COUNT
     assert summary["crashes"] == 0 and summary["hangs"] == 0, _describe(summary)
+
+
+# --- reassembly (DTLS fragments, QUIC CRYPTO frames, TCP segments): bench/fuzz_reassembly.py ----
+
+REASSEMBLY_COUNT = int(os.environ.get("CONFSCOPE_FUZZ_REASSEMBLY_COUNT", "400"))
+
+
+def _reassembly():
+    return fuzzer().reassembly_module()
+
+
+def test_reassembly_mutators_are_deterministic_and_change_the_flow() -> None:
+    fr = _reassembly()
+    for name, (kinds, mutate) in fr.MUTATORS.items():
+        for base in fr.bases():
+            if base.kind not in kinds:
+                continue
+            changed = 0
+            for k in range(5):
+                one = mutate(base, random.Random(f"t:{name}:{k}"))
+                two = mutate(base, random.Random(f"t:{name}:{k}"))
+                assert one == two, f"{name} is not deterministic"
+                changed += one.packets != base.packets
+            assert changed >= 3, f"{name} left {base.kind}:{base.server_port} unchanged too often"
+
+
+def test_reassembly_mutants_neither_crash_nor_hang_nor_grow_memory() -> None:
+    summary = _reassembly().fuzz_reassembly(REASSEMBLY_COUNT, seed=_seed(), timeout=10, captures=REAL)
+    assert summary["mutants"] == REASSEMBLY_COUNT
+    assert summary["crashes"] == 0 and summary["hangs"] == 0, summary["failures"][:5]
+    assert summary["memory_ok"], summary["peak_rss_growth_mb"]
+    reached = summary["protocols_reached"]
+    # The mutants reach the reassembled messages, not only the first byte checks.
+    for key in ("dtls", "quic", "tls", "dtls_cert_parsed", "sni_parsed"):
+        assert reached.get(key, 0) > 0, reached

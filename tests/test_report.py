@@ -446,7 +446,7 @@ def test_terminal_strips_escapes_and_markup() -> None:
     assert "\x1b[31m" not in out and "\x1b]8;;http" not in out and "evil.example" not in out
     assert "\x07" not in out and "\r" not in out and "\u202e" not in out and "\u2066" not in out
     assert "bell[bold]markup[/bold]" in out  # markup printed literally, not interpreted
-    assert strip_terminal("a\x1b[2Jb\x9b1mc\x00d") == "abcd"
+    assert strip_terminal("a\x1b[2Jb\x9b1mc\x00d") == "abc\ufffdd"  # NUL shown, not hidden
 
 
 # ---------------------------------------------------------------- write_reports

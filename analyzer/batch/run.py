@@ -23,10 +23,14 @@ from typing import Any
 from analyzer import __version__
 from analyzer.batch.dataset import Dataset, build_dataset, session_summary
 from analyzer.batch.schema import PARTITION, TABLES, batch_tables
+from analyzer.capture.source import is_stream_path
+from analyzer.common.files import MANIFEST_MAX_BYTES, FileTooLarge, read_bounded
 from analyzer.common.hashing import file_sha256
 from analyzer.errors import ConfscopeError, OptionError
 from analyzer.report import write_reports
+from analyzer.report.sanitize import one_line
 from analyzer.scan.parallel import default_workers, run_unordered
+from analyzer.session.anonymize import key_fingerprint
 from analyzer.session.options import SESSION_OPTIONS, check_options
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".dmp")
@@ -80,6 +84,15 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     return checked.as_options({k: options.get(k) for k in SESSION_OPTIONS})
 
 
+def public_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options as written to summary.json: set ones only, the anonymisation key as `true`
+    (the key inverts the pseudonyms, so neither it nor anything cheaply derived is written)."""
+    out = {k: v for k, v in options.items() if v}
+    if "anonymize" in out:
+        out["anonymize"] = True
+    return out
+
+
 def options_hash(options: dict[str, Any], formats: Iterable[str] = ()) -> str:
     """What makes two runs on the same capture give the same report: the tool version, the
     options and the contents (not names) of the files they name."""
@@ -93,10 +106,9 @@ def options_hash(options: dict[str, Any], formats: Iterable[str] = ()) -> str:
         "region": options.get("region"),
         "vantage": options.get("vantage"),
         "policy": content(options.get("policy")),
-        # Another key gives other pseudonyms: the key counts, through a one-way hash only.
-        "anonymize": hashlib.sha256(str(options.get("anonymize")).encode()).hexdigest()
-        if options.get("anonymize")
-        else None,
+        # Another key gives other pseudonyms: the key counts, through a stretched keyed fingerprint
+        # only (a plain SHA-256 of a passphrase is cheap to brute-force).
+        "anonymize": key_fingerprint(options["anonymize"]) if options.get("anonymize") else None,
         "anonymize_servers": bool(options.get("anonymize_servers")),
         "geoip": [content(g) for g in options.get("geoip") or []],
         "formats": sorted(formats),
@@ -187,8 +199,7 @@ def _run_session(spec: dict[str, Any]) -> Any:
 
 
 def _one_line(text: object) -> str:
-    s = str(text).replace("\n", " ")
-    return "".join(ch if ch.isprintable() else "?" for ch in s)[:500]
+    return one_line(str(text))
 
 
 def capture_names(paths: list[str], reserved: dict[str, str] | None = None) -> list[str]:
@@ -212,6 +223,7 @@ def analyze_many(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     workers: int | None = None,
     scheduler: Any = None,
+    worker_memory: int | None = None,
     **options: Any,
 ) -> Dataset:
     """Analyse many captures in parallel into one Dataset.
@@ -220,7 +232,9 @@ def analyze_many(
     processes (default: the number of cores); `scheduler`: a Dask scheduler address
     ("tcp://host:8786") or a `distributed.Client`, used instead of local processes. `options`
     are those of `analyzer.analyze` (geoip, allow, region, policy, vantage), checked before any
-    work starts. A capture that cannot be analysed is listed in `failures`, never raised.
+    work starts. A capture that cannot be analysed is listed in `failures`, never raised; one
+    whose worker process dies costs only itself (scan/parallel.py). `worker_memory` bounds each
+    local worker's address space (bytes).
 
     >>> from analyzer.capture.demo import write_demo_capture
     >>> p = write_demo_capture("/tmp/confscope-many-doctest.pcap")
@@ -237,20 +251,25 @@ def analyze_many(
     specs = [{"capture": n, "path": p, "options": opts, "tables": True} for n, p in zip(names, found, strict=True)]
     results: list[dict[str, Any] | None] = [None] * len(specs)
     for i, res, err in run_unordered(
-        capture_task, [(s,) for s in specs], workers=workers or default_workers(), scheduler=scheduler
+        capture_task, [(s,) for s in specs], workers=workers or default_workers(), scheduler=scheduler,
+        max_memory=worker_memory,
     ):
         results[i] = res if err is None else {"capture": names[i], "path": found[i], "error": _one_line(err)}
     done = [r for r in results if r is not None]
     done += [{"capture": Path(u).name, "path": u, "error": "no such file (or no capture matches)"} for u in unmatched]
-    return build_dataset(done, {k: v for k, v in opts.items() if v})
+    return build_dataset(done, public_options(opts))
 
 
 # ---- a batch folder (`confscope batch`) ---------------------------------------------------------
 
 
 def load_manifest(out: Path) -> dict[str, Any]:
+    path = out / MANIFEST
     try:
-        data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads(read_bounded(path, MANIFEST_MAX_BYTES, "manifest").decode("utf-8"))
+    except FileTooLarge as exc:
+        # Not ours (or damaged): refuse rather than overwrite what may be someone's big file.
+        raise OptionError(str(exc)) from None
     except (OSError, ValueError):
         return {"schema": MANIFEST_SCHEMA, "captures": {}}
     if (
@@ -310,6 +329,7 @@ def run_batch(
     merge: bool = False,
     formats: Iterable[str] = ("json", "md", "html", "csv", "parquet"),
     on_result: Callable[[dict[str, Any], int], None] | None = None,
+    max_memory: int | None = None,
     **options: Any,
 ) -> BatchResult:
     """Analyse captures into a batch folder: a report folder per capture, the tables of
@@ -318,7 +338,9 @@ def run_batch(
 
     Input paths and the output folder are made absolute here, on the client, so that Dask
     workers (other working directories, other machines with a shared file system) find them.
-    `on_result(result, total)` is called as each capture finishes (a progress bar).
+    `on_result(result, total)` is called as each capture finishes (a progress bar);
+    `max_memory` (bytes) limits each local worker's address space (a capture that needs more fails
+    alone, the others go on).
     """
     formats = list(formats)
     opts = validate_options(options)
@@ -365,7 +387,7 @@ def run_batch(
         if len(group) > 1:
             spec["paths"] = group
         todo.append((spec, sha))
-    results += _run_todo(todo, workers, scheduler, out, manifest, ohash, on_result)
+    results += _run_todo(todo, workers, scheduler, out, manifest, ohash, on_result, max_memory)
     results += [
         {"capture": Path(u).name, "path": u, "error": "no such file (or no capture matches)"} for u in unmatched
     ]
@@ -394,6 +416,8 @@ def _group_key(group: list[str]) -> str:
 
 
 def _group_sha256(group: list[str]) -> str | None:
+    if any(is_stream_path(p) for p in group):
+        return None  # a pipe or FIFO can be read once: the worker reads (and hashes) it, no resume
     try:
         hashes = [file_sha256(p) for p in group]
     except OSError:
@@ -418,13 +442,16 @@ def _run_todo(
     manifest: dict[str, Any],
     ohash: str,
     on_result: Callable[[dict[str, Any], int], None] | None,
+    max_memory: int | None,
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     if not todo:
         return results
     # A lone split capture already uses the workers inside its task.
     pool_workers = 1 if len(todo) == 1 else workers
-    for i, res, err in run_unordered(capture_task, [(s,) for s, _ in todo], workers=pool_workers, scheduler=scheduler):
+    tasks = [(s,) for s, _ in todo]
+    ran = run_unordered(capture_task, tasks, workers=pool_workers, scheduler=scheduler, max_memory=max_memory)
+    for i, res, err in ran:
         spec, sha = todo[i]
         if err is not None:
             res = {"capture": spec["capture"], "path": spec["path"], "error": _one_line(err)}
@@ -459,7 +486,7 @@ def _finish(out: Path, results: list[dict[str, Any]], opts: dict[str, Any]) -> t
         if not r.get("error") and r.get("summary")
     ]
     failures = [{"capture": r["capture"], "path": r["path"], "error": r["error"]} for r in results if r.get("error")]
-    summary = cross_summary(sessions, failures, {k: v for k, v in opts.items() if v})
+    summary = cross_summary(sessions, failures, public_options(opts))
     return summary, write_summary(summary, out)
 
 

@@ -34,7 +34,8 @@ class CaptureReader:
         self.name = name or source_name(source)
         self.chunk_bytes = max(int(chunk_bytes), 4096)
         self._raw, size = open_binary(source)
-        self._owns = not hasattr(source, "read")
+        # Standard input (`-`) is the process's, not ours to close.
+        self._owns = not hasattr(source, "read") and source_name(source) != "stdin"
         self.info = CaptureInfo(path=self.name, file_bytes=max(size, 0))
         try:
             head = self._peek(24)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import select
+import stat
+import sys
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +21,56 @@ MAX_GUNZIP_RATIO = int(os.environ.get("CONFSCOPE_MAX_GUNZIP_RATIO", 200))
 RATIO_GRACE_BYTES = 64 * 1024 * 1024
 
 CaptureSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
+
+STDIN = "-"  # the capture path that means standard input (`tcpdump -w - | confscope analyze -`)
+# How long to wait for a FIFO's writer (or its first bytes) before giving up with a message;
+# opening a FIFO that nobody writes would otherwise block forever.
+FIFO_WAIT_SECONDS = 30.0
+
+
+def is_stream_path(source: object) -> bool:
+    """True for `-` and for paths that are not regular files (FIFOs, /dev/stdin, character
+    devices, sockets): they can be read only once, so nothing may open them a second time."""
+    if not isinstance(source, str | os.PathLike):
+        return False
+    if os.fspath(source) == STDIN:
+        return True
+    try:
+        mode = os.stat(source).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def open_stream(source: str | os.PathLike, wait: float = FIFO_WAIT_SECONDS) -> BinaryIO:
+    """Open a non-seekable input once. `-` is standard input (refused when it is a terminal); a
+    FIFO is opened without blocking and must get a writer with data (or an end) within `wait`
+    seconds, else CaptureFormatError names the bound."""
+    path = os.fspath(source)
+    if path == STDIN:
+        stdin = sys.stdin.buffer if sys.stdin is not None else None
+        if stdin is None:
+            raise CaptureFormatError("-: standard input is closed")
+        if stdin.isatty():
+            raise CaptureFormatError("-: standard input is a terminal; pipe a capture in (tcpdump -w - | ...)")
+        return stdin
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise CaptureFormatError(f"{path}: cannot open ({exc.strerror})") from None
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLHUP)
+            if not poller.poll(max(wait, 0.0) * 1000):
+                raise CaptureFormatError(
+                    f"{path}: FIFO has no writer (waited {wait:g} s); start the writer first or pipe into `-`"
+                )
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class GzipBombError(CaptureFormatError):
@@ -54,7 +107,8 @@ class BoundedGunzip(io.RawIOBase):
 
 def source_name(source: CaptureSource) -> str:
     if isinstance(source, str | os.PathLike):
-        return os.fspath(source)
+        path = os.fspath(source)
+        return "stdin" if path == STDIN else path
     name = getattr(source, "name", None)
     return name if isinstance(name, str) else "<memory>"
 
@@ -64,6 +118,8 @@ def open_binary(source: CaptureSource) -> tuple[BinaryIO, int]:
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         return io.BytesIO(data), len(data)
+    if is_stream_path(source):
+        return open_stream(source), -1  # type: ignore[arg-type]
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         if path.is_dir():

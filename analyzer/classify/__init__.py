@@ -18,6 +18,7 @@ from analyzer.classify.apps import Attribution, DnsIndex, attribute
 from analyzer.classify.roles import ROLES, channel_role, roles_of, split_bytes
 from analyzer.classify.signatures import CONTRACT_APPS, Signatures, load_signatures
 from analyzer.common.records import records as frame_records
+from analyzer.dissect.names import host_name
 
 __all__ = ["CONTRACT_APPS", "ROLES", "Signatures", "classify_flows", "classify_scan", "load_signatures"]
 
@@ -87,6 +88,10 @@ def classify_scan(result) -> pd.DataFrame:
     from analyzer.dissect import dissect_flows
 
     dissected = dissect_flows(result.flows, result.samples)
+    info = getattr(result, "info", None)
+    for line in dissected.warnings():  # a bound that cut something is reported, never silent
+        if info is not None:
+            info.warn(line, force=True)
     classified = classify_flows(result.flows, dissected.facts, dissected.dns)
     facts = dissected.facts.drop(columns=[c for c in dissected.facts.columns if c in classified.columns])
     return classified.join(facts, on="flow_id")
@@ -134,9 +139,11 @@ def _hostname(flow: dict, f: dict, index: DnsIndex) -> str | None:
         if name:
             return name
     for key in ("cert_subject", "dtls_cert"):
-        name = _val(f, key)
+        # A certificate CN is free text (any UTF-8, controls, TAG characters): only a plausible
+        # DNS name may stand in for a host name, like an SNI.
+        name = host_name(_val(f, key))
         if name:
-            return str(name)
+            return name
     return None
 
 

@@ -211,8 +211,9 @@ def load_signatures(path: str | Path | None = None) -> Signatures:
     """Signatures from a TOML file; the packaged analyzer/data/signatures.toml by default."""
     if path is None:
         return _default()
-    with open(path, "rb") as fh:
-        return parse_signatures(tomllib.load(fh))
+    from analyzer.common.files import SIGNATURES_MAX_BYTES, read_bounded
+
+    return parse_signatures(tomllib.loads(read_bounded(path, SIGNATURES_MAX_BYTES, "signatures").decode("utf-8")))
 
 
 @lru_cache(maxsize=1)

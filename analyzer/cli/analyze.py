@@ -10,6 +10,7 @@ from pathlib import Path
 from analyzer.cli.progress import EXIT_OK, EXIT_USAGE, progress_bar
 from analyzer.errors import ConfscopeError, OptionError
 from analyzer.report import parse_formats, report_dir, write_reports
+from analyzer.report.sanitize import one_line
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -36,13 +37,15 @@ def run_analyze(args: argparse.Namespace) -> int:
                     progress=progress,
                     anonymize=getattr(args, "anonymize", None),
                     anonymize_servers=getattr(args, "anonymize_servers", False),
+                    **({"fifo_wait": args.fifo_wait} if getattr(args, "fifo_wait", None) is not None else {}),
                 )
         except OptionError:
             raise
         except ConfscopeError as exc:
             if len(args.captures) == 1:
                 raise
-            print(f"confscope: error: {exc}", file=sys.stderr)
+            # The message may quote a hostile file name: one visible line, no escapes.
+            print(f"confscope: error: {one_line(str(exc))}", file=sys.stderr)
             worst = max(worst, EXIT_USAGE)
             continue
         out = report_dir(args.output, capture, used)

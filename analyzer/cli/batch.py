@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from analyzer.report.sanitize import one_line
+
 EPILOG = (
     "exit status: 0 all captures analysed, no policy violation; 1 at least one capture failed, or a policy "
     "violation or critical finding; 2 bad usage or no capture could be analysed. Failed captures are listed "
@@ -36,10 +38,11 @@ def run_batch_cli(args: argparse.Namespace) -> int:
             merge=getattr(args, "merge", False),
             formats=formats,
             on_result=on_result,
+            max_memory=args.worker_memory * 1024 * 1024 if getattr(args, "worker_memory", None) else None,
             **{k: v for k, v in options.items() if v is not None},
         )
     for f in result.failed:
-        print(f"confscope: {_one_line(f['capture'])}: {_one_line(f['error'])}", file=sys.stderr)
+        print(f"confscope: error: {one_line(f['capture'])}: {one_line(f['error'])}", file=sys.stderr)
     print(closing_line(result))
     return result.exit_code
 
@@ -48,7 +51,7 @@ def closing_line(result: Any) -> str:
     """One line for the end of a batch: what happened and where to look."""
     where = result.summary_paths.get("html") or result.out
     viol = len(result.summary.get("sessions_with_violations", []))
-    return _one_line(
+    return one_line(
         f"confscope batch: {len(result.analysed)} analysed, {len(result.skipped)} skipped (already done), "
         f"{len(result.failed)} failed, {viol} with policy violations; summary: {where}"
     )
@@ -80,8 +83,3 @@ class _Progress:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
-
-
-def _one_line(text: object) -> str:
-    s = str(text).replace("\n", " ")
-    return "".join(ch if ch.isprintable() else "?" for ch in s)[:500]

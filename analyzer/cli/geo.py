@@ -10,6 +10,7 @@ from typing import Any
 
 from analyzer.errors import OptionError
 from analyzer.geo.resolver import GeoResolver, GeoResult
+from analyzer.report.sanitize import csv_cell, visible
 
 FORMATS = ("table", "json", "csv")
 COLUMNS = ("ip", "country", "registered_country", "asn", "org", "scope", "sources")
@@ -29,11 +30,12 @@ def _row(r: GeoResult) -> dict[str, Any]:
 
 
 def _text(value: Any) -> str:
+    # Database strings (org names come from registrants) are hostile text like captured strings.
     if value is None:
         return "-"
     if isinstance(value, list):
-        return ",".join(value) or "-"
-    return str(value)
+        return visible(",".join(value)) or "-"
+    return visible(value)
 
 
 def render_table(rows: Iterable[dict[str, Any]]) -> str:
@@ -54,7 +56,7 @@ def render_csv(rows: Iterable[dict[str, Any]]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for row in rows:
-        w.writerow(["" if row[c] is None else ";".join(row[c]) if isinstance(row[c], list) else row[c]
+        w.writerow([csv_cell("" if row[c] is None else ";".join(row[c]) if isinstance(row[c], list) else row[c])
                     for c in COLUMNS])
     return buf.getvalue()
 

@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--format", default="json,md,html,csv,parquet", help="comma-separated: json,md,html,csv,parquet")
     _add_geo_policy_options(a)
     _add_progress_option(a)
+    _add_fifo_option(a)
 
     f = sub.add_parser("flows", parents=[common], help="print or write the flow table of one capture")
     f.add_argument("capture", metavar="CAPTURE")
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--engine", default="native", choices=("native", "tshark", "scapy"))
     f.add_argument("--no-dissect", action="store_true", help="5-tuple flows only: skip dissection and apps")
     _add_progress_option(f)
+    _add_fifo_option(f)
 
     g = sub.add_parser("geo", parents=[common], help="geolocate addresses")
     g.add_argument("ips", nargs="+", metavar="IP")
@@ -65,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="redo captures that already have a report")
     b.add_argument("--merge", action="store_true", help="treat all inputs as one capture (rotated files)")
     b.add_argument("--format", default="json,md,html,csv,parquet")
+    b.add_argument(
+        "--worker-memory", type=int, default=None, metavar="MIB",
+        help="bound each local worker's address space (RLIMIT_AS); a capture over it fails alone",
+    )
     _add_geo_policy_options(b)
     _add_progress_option(b)
 
@@ -74,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", parents=[common], help="compare the native engine with tshark on one capture")
     v.add_argument("capture", metavar="CAPTURE")
+    v.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS", help="stop tshark after this (default 600)"
+    )
 
     d = sub.add_parser("demo", parents=[common], help="write the Citizen-Lab-like demo capture and analyse it")
     d.add_argument("-o", "--output", default="reports", metavar="DIR")
@@ -100,6 +109,16 @@ def _add_geo_policy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--anonymize-servers", action="store_true", help="with --anonymize: servers too")
 
 
+def _add_fifo_option(p: argparse.ArgumentParser) -> None:
+    from analyzer.capture.source import FIFO_WAIT_SECONDS
+
+    p.add_argument(
+        "--fifo-wait", type=float, default=FIFO_WAIT_SECONDS, metavar="SECONDS",
+        help="a capture that is a FIFO must get a writer within this time (default %(default)g); "
+        "`-` reads standard input",
+    )
+
+
 def _add_progress_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
 
@@ -108,7 +127,9 @@ def cmd_flows(args: argparse.Namespace) -> int:
     from analyzer.session.flowtable import flow_table
 
     with progress_bar(args.capture, args.progress) as progress:
-        table, info = flow_table(args.capture, engine=args.engine, dissect=not args.no_dissect, progress=progress)
+        table, info = flow_table(
+            args.capture, engine=args.engine, dissect=not args.no_dissect, progress=progress, fifo_wait=args.fifo_wait
+        )
     from analyzer.report.tabular import write_flow_table
 
     write_flow_table(table, args.format, args.output)
@@ -129,9 +150,10 @@ def cmd_geo(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from analyzer.engines.compare import run_verify
+    from analyzer.report.sanitize import visible
 
-    text, code = run_verify(args.capture)
-    print(text)
+    text, code = run_verify(args.capture, timeout=args.timeout)
+    print("\n".join(visible(line) for line in text.splitlines()))  # it quotes the file name
     return code
 
 
@@ -172,8 +194,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def _one_line(text: object) -> str:
     """Errors and warnings may quote captured bytes: keep them on one printable line."""
-    s = str(text)
-    return "".join(ch if ch.isprintable() else "?" for ch in s.replace("\n", " "))[:500]
+    from analyzer.report.sanitize import one_line
+
+    return one_line(str(text))
 
 
 def _start_prescan(args: argparse.Namespace) -> None:

@@ -183,6 +183,8 @@ def parse_dns_tcp(data: bytes) -> list[DnsMessage]:
                 break
             out.append(msg)
             pos += 2 + length
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return out
     return out
@@ -196,6 +198,8 @@ def parse_dns(data: bytes, tcp: bool = False) -> DnsMessage | None:
             msgs = parse_dns_tcp(data)
             return msgs[0] if msgs else None
         return _parse_one(bytes(data))
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return None
 
@@ -229,6 +233,8 @@ def answers_to_ip_names(msgs: list[DnsMessage]) -> list[IpName]:
                     if row not in seen:
                         seen.add(row)
                         out.append(row)
+        except MemoryError:
+            raise  # out of memory is not bad input: never swallowed (issue 16)
         except Exception:
             continue
     return out

@@ -9,6 +9,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from analyzer.dissect.budget import Budget
+
 RECORD_HEADER = 13
 HANDSHAKE_HEADER = 12
 VERSIONS = {0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2", 0xFEFC: "DTLS 1.3", 0x0100: "DTLS pre-standard"}
@@ -26,6 +28,11 @@ SRTP_PROFILES = {
 }
 
 _MAX_MESSAGE = 1 << 18  # refuse to reassemble absurd handshake lengths from hostile input
+# Reassembly bounds per flow (SECURITY.md): buffers hold what arrived, never what a header announces.
+FLOW_MESSAGES = 16  # handshake messages being reassembled at once (a real flight has < 10)
+FLOW_BYTES = 1 << 20  # fragment bytes held for reassembly
+_MAX_TYPES = 256  # handshake types listed per flow (a flight has a dozen fragments)
+MESSAGE_PIECES = 64  # distinct fragments of one message (real certificates: a handful)
 _MAX_TEXT = 256
 
 
@@ -59,6 +66,7 @@ class DtlsFacts:
     certificate_cn: str | None = None
     certificate_issuer_cn: str | None = None
     trailing_bytes: int = 0  # bytes after the last record that did not parse
+    fragments_dropped: int = 0  # handshake fragments not reassembled because of a bound
 
     @property
     def first_content_type(self) -> int:
@@ -98,13 +106,45 @@ def unified_header(data: bytes, pos: int) -> tuple[int, int] | None:
     return hl, length
 
 
+class _Message:
+    """One handshake message under reassembly: the fragments that arrived, keyed by offset."""
+
+    __slots__ = ("done", "length", "pieces")
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.pieces: dict[int, bytes] = {}
+        self.done = False
+
+    def whole(self) -> bytes | None:
+        """The message when the fragments cover it, else None (cost follows the pieces held)."""
+        end = 0
+        for off in sorted(self.pieces):
+            if off > end:
+                return None
+            end = max(end, off + len(self.pieces[off]))
+        if end < self.length:
+            return None
+        out = bytearray(self.length)
+        for off, piece in self.pieces.items():
+            out[off : off + len(piece)] = piece
+        return bytes(out)
+
+
 class _State:
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget | None) -> None:
         self.records: list[DtlsRecord] = []
         self.hs_types: list[int] = []
-        self.fragments: dict[tuple[int, int], tuple[int, bytearray, set[int]]] = {}
+        self.fragments: dict[tuple[int, int], _Message] = {}
+        self.held = 0  # fragment bytes held by this flow
+        self.dropped = 0
+        self.budget = budget if budget is not None else Budget()
         self.facts: dict[str, object] = {}
         self.trailing = 0
+
+    def drop(self, reason: str) -> None:
+        self.dropped += 1
+        self.budget.cut(reason)
 
 
 def parse_dtls(datagram: bytes) -> DtlsFacts | None:
@@ -112,10 +152,15 @@ def parse_dtls(datagram: bytes) -> DtlsFacts | None:
     return parse_dtls_flight([datagram])
 
 
-def parse_dtls_flight(datagrams: Iterable[bytes]) -> DtlsFacts | None:
+def parse_dtls_flight(datagrams: Iterable[bytes], budget: Budget | None = None) -> DtlsFacts | None:
     """Records of several datagrams of one flow; handshake fragments are reassembled across them
-    (a Certificate often spans two datagrams). None when no datagram starts with a DTLS record."""
-    state = _State()
+    (a Certificate often spans two datagrams). None when no datagram starts with a DTLS record.
+
+    Reassembly holds only the fragment bytes that arrived, at most FLOW_MESSAGES messages and
+    FLOW_BYTES bytes per flow and what `budget` (one per session) still allows; fragments over a
+    bound are dropped and counted (`fragments_dropped`, `budget.cuts`).
+    """
+    state = _State(budget)
     try:
         for dg in datagrams:
             _walk(bytes(dg), state)
@@ -134,6 +179,7 @@ def parse_dtls_flight(datagrams: Iterable[bytes]) -> DtlsFacts | None:
         unified_records=sum(1 for r in state.records if r.content_type == 0),
         handshake_types=tuple(state.hs_types),
         trailing_bytes=state.trailing,
+        fragments_dropped=state.dropped,
         **state.facts,  # type: ignore[arg-type]
     )
 
@@ -182,21 +228,53 @@ def _handshake(body: bytes, state: _State) -> None:
         frag_off = int.from_bytes(body[pos + 6 : pos + 9], "big")
         frag_len = int.from_bytes(body[pos + 9 : pos + 12], "big")
         frag = body[pos + HANDSHAKE_HEADER : pos + HANDSHAKE_HEADER + frag_len]
-        state.hs_types.append(msg_type)
+        if len(state.hs_types) < _MAX_TYPES:
+            state.hs_types.append(msg_type)
         pos += HANDSHAKE_HEADER + frag_len
         if length > _MAX_MESSAGE or frag_off + len(frag) > length:
             continue
         key = (msg_seq, msg_type)
-        if key not in state.fragments:
-            state.fragments[key] = (length, bytearray(length), set())
-        total, buf, have = state.fragments[key]
-        if total != length:
+        msg = state.fragments.get(key)
+        if msg is not None and (msg.done or msg.length != length):
+            continue  # parsed once (later retransmissions do not re-parse), or a conflicting length
+        if msg is None and frag_off == 0 and len(frag) == length:
+            # A whole message in one fragment (the usual case): parse it, hold nothing.
+            state.fragments[key] = done = _Message(length)
+            done.done = True
+            _message(msg_type, bytes(frag), state.facts)
             continue
-        buf[frag_off : frag_off + len(frag)] = frag
-        have.update(range(frag_off, frag_off + len(frag)))
-        if len(have) == length:
-            _message(msg_type, bytes(buf), state.facts)
-            have.add(-1)  # parsed once; later retransmissions do not re-parse
+        if frag:  # an empty fragment of a longer message adds nothing to reassemble
+            _fragment(state, key, length, frag_off, bytes(frag), msg_type)
+
+
+def _fragment(state: _State, key: tuple[int, int], length: int, off: int, frag: bytes, msg_type: int) -> None:
+    """Hold one fragment of a message spread over several; parse the message once it is whole."""
+    msg = state.fragments.get(key)
+    if msg is None:
+        if sum(1 for m in state.fragments.values() if not m.done) >= FLOW_MESSAGES:
+            return state.drop("dtls_flow_messages")
+        if not state.budget.take(0, messages=1):
+            return state.drop("dtls_session")
+        msg = state.fragments[key] = _Message(length)
+    old = msg.pieces.get(off)
+    if old is not None and len(old) >= len(frag):
+        return None  # a retransmission of a fragment already held
+    if old is None and len(msg.pieces) >= MESSAGE_PIECES:
+        return state.drop("dtls_message_pieces")
+    grow = len(frag) - (len(old) if old is not None else 0)
+    if state.held + grow > FLOW_BYTES:
+        return state.drop("dtls_flow_bytes")
+    if not state.budget.take(grow):
+        return state.drop("dtls_session")
+    state.held += grow
+    msg.pieces[off] = frag
+    whole = msg.whole()
+    if whole is not None:
+        msg.done = True
+        state.held -= sum(len(p) for p in msg.pieces.values())
+        msg.pieces = {}
+        _message(msg_type, whole, state.facts)
+    return None
 
 
 def _message(msg_type: int, msg: bytes, facts: dict[str, object]) -> None:
@@ -315,5 +393,7 @@ def certificate_names(der: bytes) -> tuple[str | None, str | None]:
             return text[:_MAX_TEXT]
 
         return cn(cert.subject), cn(cert.issuer)
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:  # cryptography raises many types on hostile DER; none may escape a parser
         return None, None

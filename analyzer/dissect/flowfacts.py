@@ -10,6 +10,7 @@ so that one hostile flow can never stop the dissection of the others.
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ import pandas as pd
 from analyzer.dissect import dns as dns_mod
 from analyzer.dissect import quic, sip, tcpstream, tls, zrtp
 from analyzer.dissect import rtp as rtp_mod
+from analyzer.dissect.budget import Budget
+from analyzer.dissect.names import host_name
 
 # The STUN, DTLS and Zoom parsers were written in parallel; the dissection degrades gracefully
 # (fewer facts) if one of them is missing from an older tree.
@@ -116,6 +119,13 @@ class DissectResult:
     facts: pd.DataFrame  # index flow_id, columns FACT_COLUMNS
     dns: pd.DataFrame  # ip, name, ts_ns, cname_chain, flow_id
     errors: dict[str, int] = field(default_factory=dict)  # flows whose dissection failed, by reason
+    cuts: dict[str, int] = field(default_factory=dict)  # what a bound dropped (dissect/budget.py)
+
+    def warnings(self) -> list[str]:
+        """Lines for the capture's warnings: bounds that cut something, flows whose parsers failed."""
+        out = Budget(cuts=Counter(self.cuts)).warnings()
+        out += [f"{n} flows not dissected: {reason}" for reason, n in sorted(self.errors.items())]
+        return out
 
 
 def empty_facts() -> pd.DataFrame:
@@ -137,7 +147,10 @@ def empty_dns() -> pd.DataFrame:
 
 
 class _Facts(dict):
-    """A facts row under construction; list-valued facts keep insertion order, no duplicates."""
+    """A facts row under construction; list-valued facts keep insertion order, no duplicates.
+    `budget` is the session's (dissect/budget.py), shared by all flows."""
+
+    budget: Budget = Budget()
 
     def add(self, key: str, value: object) -> None:
         if value is None:
@@ -162,13 +175,16 @@ def dissect_flows(flows: pd.DataFrame, samples: pd.DataFrame) -> DissectResult:
     rows: dict[int, dict] = {}
     dns_rows: list[tuple[str, str, int, tuple[str, ...], int]] = []
     errors: dict[str, int] = {}
+    budget = Budget()
     if samples is not None and not samples.empty:
         for fid, group in _groups(samples):
             meta = ports.get(fid)
             if meta is None:
                 continue
             try:
-                facts = _dissect_one(meta, group, dns_rows, fid)
+                facts = _dissect_one(meta, group, dns_rows, fid, budget)
+            except MemoryError:
+                raise  # out of memory is not a parser bug: the run must fail, not lose facts quietly
             except Exception as exc:  # a parser bug must not stop the other flows
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 facts = _Facts(errors=[type(exc).__name__])
@@ -184,7 +200,7 @@ def dissect_flows(flows: pd.DataFrame, samples: pd.DataFrame) -> DissectResult:
         dns_df = dns_df.sort_values("ts_ns", kind="stable").reset_index(drop=True)
     else:
         dns_df = empty_dns()
-    return DissectResult(facts=facts_df, dns=dns_df, errors=errors)
+    return DissectResult(facts=facts_df, dns=dns_df, errors=errors, cuts=dict(budget.cuts))
 
 
 @dataclass(frozen=True)
@@ -249,8 +265,9 @@ def _groups(samples: pd.DataFrame) -> Iterable[tuple[int, _Group]]:
         )
 
 
-def _dissect_one(meta: _Meta, g: _Group, dns_rows: list, fid: int) -> _Facts:
+def _dissect_one(meta: _Meta, g: _Group, dns_rows: list, fid: int, budget: Budget) -> _Facts:
     f = _Facts()
+    f.budget = budget
     if meta.transport == "tcp":
         _tcp(meta, g, f, dns_rows, fid)
     elif meta.transport == "udp":
@@ -335,13 +352,7 @@ def _tls(c2s: bytes, s2c: bytes, f: _Facts) -> None:
 
 
 def _host(name: str | None) -> str | None:
-    """A host name from the wire, lower-cased, or None when it is not a plausible DNS name."""
-    if not name:
-        return None
-    name = name.strip().rstrip(".").lower()
-    if not name or len(name) > 253 or not name.isascii() or not name.isprintable() or " " in name:
-        return None
-    return name
+    return host_name(name)
 
 
 def _http_host(data: bytes) -> str | None:
@@ -391,7 +402,7 @@ def _udp(meta: _Meta, g: _Group, f: _Facts, dns_rows: list, fid: int) -> None:
     for p, d, t in zip(g.payloads, g.dirs, g.ts_ns, strict=True):
         _udp_packet(p, d, meta, f, zoom_server, dtls_dgrams, rtp_pkts, rtcp_by_dir, quic_c2s, depth=0, ts_ns=t)
     if dtls_dgrams and dtls_mod is not None:
-        _dtls_facts(dtls_mod.parse_dtls_flight(dtls_dgrams), f)
+        _dtls_facts(dtls_mod.parse_dtls_flight(dtls_dgrams, f.budget), f)
     if quic_c2s:
         _quic_facts(quic_c2s, f)
     if rtp_pkts or any(rtcp_by_dir.values()):
@@ -634,7 +645,9 @@ def _dns_facts(msgs: list, ts_ns: int, f: _Facts, dns_rows: list, fid: int) -> N
             f.add("dns_queries", _host(q.name))
     for row in dns_mod.answers_to_ip_names(msgs):
         name = _host(row.name)
-        if name:
+        if name and len(dns_rows) >= f.budget.dns_rows:
+            f.budget.cut("dns_rows")
+        elif name:
             dns_rows.append((row.ip, name, int(ts_ns), tuple(row.cname_chain), fid))
 
 

@@ -201,6 +201,8 @@ def _decrypt(data: bytes, hdr: _LongHeader, keys: InitialKeys, start: int) -> tu
     nonce = bytes(a ^ b for a, b in zip(keys.iv, pn.to_bytes(12, "big"), strict=True))
     try:
         plain = AESGCM(keys.key).decrypt(nonce, data[pn_off + pn_len : hdr.end], header)
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:  # wrong keys (not a client Initial of this DCID) or damaged packet
         return None
     return pn, plain
@@ -335,6 +337,8 @@ def parse_initial(datagram: bytes, dcid: bytes | None = None, server: bool = Fal
             frame_types=tuple(types),
             client_hello=hello,
         )
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return None
 
@@ -364,5 +368,7 @@ def client_hello_from_initials(datagrams: list[bytes]) -> ClientHello | None:
             if _handshake_complete(stream):
                 return parse_client_hello_message(stream)
         return None
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return None

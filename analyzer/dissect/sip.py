@@ -273,6 +273,8 @@ def parse_sdp(body: bytes | str) -> Sdp:
     """SDP facts; unknown or broken lines are skipped, so any input gives a (maybe empty) Sdp."""
     try:
         text = body if isinstance(body, str) else bytes(body).decode("utf-8", "replace")
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         text = ""
     session = _Block()
@@ -413,6 +415,8 @@ def parse_sip(data: bytes) -> SipMessage | None:
     try:
         got = _parse_at(bytes(data), 0, stream=False)
         return got[0] if got else None
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return None
 
@@ -434,6 +438,8 @@ def parse_sip_stream(data: bytes) -> list[SipMessage]:
             if end <= pos:
                 break
             pos = end
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return out
     return out

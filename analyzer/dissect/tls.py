@@ -210,6 +210,8 @@ def parse_client_hello_message(message: bytes) -> ClientHello | None:
             if mtype == CLIENT_HELLO:
                 return _client_hello_body(body)
             return None
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:  # defensive: a parser must never take the pipeline down
         return None
     return None
@@ -219,6 +221,8 @@ def parse_client_hello(data: bytes) -> ClientHello | None:
     """ClientHello from the start of a client's TLS record stream (record type 22)."""
     try:
         return parse_client_hello_message(handshake_stream(bytes(data)))
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return None
 
@@ -267,6 +271,8 @@ def _parse_certificate(der: bytes) -> CertificateFacts | None:
         try:
             ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
             sans = tuple(ext.value.get_values_for_type(x509.DNSName))
+        except MemoryError:
+            raise  # out of memory is not bad input: never swallowed (issue 16)
         except Exception:  # absent or malformed SAN: keep the CNs
             sans = ()
         return CertificateFacts(
@@ -275,6 +281,8 @@ def _parse_certificate(der: bytes) -> CertificateFacts | None:
             sans=sans,
             self_signed=subject == issuer,
         )
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return None
 
@@ -325,5 +333,7 @@ def parse_server_handshake(data: bytes) -> ServerFacts | None:
             hello_retry=random == _HRR_RANDOM,
             certificate=cert,
         )
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return None

@@ -111,5 +111,7 @@ def parse_zrtp(data: bytes) -> ZrtpMessage | None:
             version=version,
             client_id=client,
         )
+    except MemoryError:
+        raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return None

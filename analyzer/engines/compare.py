@@ -120,13 +120,17 @@ def compare_flows(
     )
 
 
-def run_verify(path: str | os.PathLike) -> tuple[str, int]:
-    """`confscope verify CAPTURE`: (text to print, exit code 0 same / 1 different / 2 unusable)."""
+def run_verify(path: str | os.PathLike, timeout: float | None = None) -> tuple[str, int]:
+    """`confscope verify CAPTURE`: (text to print, exit code 0 same / 1 different / 2 unusable).
+
+    tshark's output is streamed and bounded (engines/tshark.py: MAX_PACKETS, gzip through the
+    native reader's bounds) and tshark is stopped after `timeout` seconds (default TIMEOUT_S)."""
     from analyzer.engines import build_flows
+    from analyzer.engines.tshark import TIMEOUT_S, tshark_flows
 
     try:
         native = build_flows(path, engine="native")
-        other = build_flows(path, engine="tshark")
+        other = tshark_flows(path, timeout=TIMEOUT_S if timeout is None else timeout)
     except ConfscopeError as exc:
         return f"confscope verify: {exc}", EXIT_UNUSABLE
     diff = compare_flows(native, other, transports=DEFAULT_TRANSPORTS)

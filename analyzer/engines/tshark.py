@@ -8,9 +8,15 @@ tunnels confscope follows (IP-in-IP, GRE, GTP-U, VXLAN), never one quoted inside
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import io
 import os
 import shutil
 import subprocess
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -73,6 +79,9 @@ ENCAP_OF_LAYER = {
     "erspan": "erspan",
 }
 TIMEOUT_S = 600
+# tshark's output is parsed line by line as it arrives; the packet rows are what stays in memory
+# (about 1 KiB each in pandas), so verify compares captures up to this many IP packets.
+MAX_PACKETS = 2_000_000
 
 
 def tshark_path() -> str:
@@ -82,33 +91,85 @@ def tshark_path() -> str:
     return path
 
 
-def run_tshark(path: str | os.PathLike) -> str:
-    """tshark's tab-separated field output for every frame of the capture."""
-    if not Path(path).is_file():
-        raise CaptureFormatError(f"{path}: no such file")
-    cmd = [
-        tshark_path(),
-        "-n",
-        "-r",
-        os.fspath(path),
-        "-T",
-        "fields",
-        "-E",
-        "separator=/t",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=,",
-    ]
+def _command(source: str) -> list[str]:
+    cmd = [tshark_path(), "-n", "-r", source, "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a",
+           "-E", "aggregator=,"]
     for pref in PREFERENCES:
         cmd += ["-o", pref]
     for f in FIELDS:
         cmd += ["-e", f]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-    if proc.returncode != 0 and not proc.stdout:
-        msg = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit code {proc.returncode}"
+    return cmd
+
+
+def tshark_lines(path: str | os.PathLike, timeout: float = TIMEOUT_S) -> Iterator[str]:
+    """tshark's tab-separated field lines for every frame, streamed as tshark writes them.
+
+    A gzip capture is decompressed by confscope's own bounded reader (capture/source.py: the
+    same byte and ratio bounds as the native engine) and piped to tshark, which otherwise would
+    expand any gzip bomb. tshark is killed after `timeout` seconds (CaptureFormatError).
+    """
+    if not Path(path).is_file():
+        raise CaptureFormatError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    proc = subprocess.Popen(
+        _command("-" if gz else os.fspath(path)),
+        stdin=subprocess.PIPE if gz else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    # Binary pipes (stdin carries capture bytes); tshark's text is decoded line by line.
+    out = io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace")  # type: ignore[arg-type]
+    err = io.TextIOWrapper(proc.stderr, encoding="utf-8", errors="replace")  # type: ignore[arg-type]
+    err_tail: collections.deque[str] = collections.deque(maxlen=20)
+    threads = [threading.Thread(target=lambda: err_tail.extend(err), daemon=True)]
+    if gz:
+        threads.append(threading.Thread(target=_feed_gunzipped, args=(path, proc), daemon=True))
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    timer = threading.Timer(timeout, proc.kill)
+    timer.daemon = True
+    timer.start()
+    seen = 0
+    try:
+        for line in out:
+            seen += 1
+            yield line
+        proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:  # the consumer stopped early (a bound) or failed
+            proc.kill()
+            proc.wait()
+        for t in threads:
+            t.join(5)
+    if time.monotonic() >= deadline and proc.returncode != 0:
+        raise CaptureFormatError(f"{path}: tshark did not finish within {timeout:g} s (verify's time bound)")
+    if proc.returncode != 0 and not seen:
+        msg = err_tail[-1].strip() if err_tail else f"exit code {proc.returncode}"
         raise CaptureFormatError(f"{path}: tshark cannot read it ({msg})")
-    return proc.stdout
+
+
+def _feed_gunzipped(path: str | os.PathLike, proc: subprocess.Popen) -> None:
+    from analyzer.capture.source import BoundedGunzip, GzipBombError
+
+    try:
+        with open(path, "rb") as raw, BoundedGunzip(raw) as gz:  # type: ignore[arg-type]
+            while block := gz.read(1 << 20):
+                proc.stdin.write(block)  # type: ignore[union-attr]
+    except GzipBombError:
+        pass  # the bound the native reader applies too: tshark sees what native sees
+    except (OSError, EOFError, ValueError):
+        pass  # a damaged stream or tshark gone: tshark's exit status tells
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # type: ignore[union-attr]
+
+
+def run_tshark(path: str | os.PathLike, timeout: float = TIMEOUT_S) -> str:
+    """tshark's whole field output as one string (small captures and tests; verify streams)."""
+    return "".join(tshark_lines(path, timeout))
 
 
 def _nth(value: str, n: int) -> str:
@@ -171,17 +232,22 @@ def _index_after_ip(layers: list[str], i: int) -> int:
     return j
 
 
-def parse_fields(text: str) -> pd.DataFrame:
-    """tshark field lines -> packet rows (analyzer.engines.table.PACKET_COLUMNS)."""
+def parse_fields(text: str | Iterable[str], max_packets: int = MAX_PACKETS) -> pd.DataFrame:
+    """tshark field lines -> packet rows (analyzer.engines.table.PACKET_COLUMNS); at most
+    `max_packets` rows, else CaptureFormatError names the bound."""
     rows = []
-    for line in text.splitlines():
-        v = line.split("\t")
+    for line in text.splitlines() if isinstance(text, str) else text:
+        v = line.rstrip("\r\n").split("\t")
         if len(v) < len(FIELDS):
             continue
         f = dict(zip(FIELDS, v, strict=False))
         row = _packet_row(f)
         if row is not None:
             rows.append(row)
+            if len(rows) > max_packets:
+                raise CaptureFormatError(
+                    f"more than {max_packets:,} IP packets: larger than verify compares (its memory bound)"
+                )
     return pd.DataFrame.from_records(rows, columns=list(PACKET_COLUMNS))
 
 
@@ -269,10 +335,15 @@ def _packet_row(f: dict[str, str]) -> tuple | None:
     )
 
 
-def tshark_packets(path: str | os.PathLike) -> pd.DataFrame:
-    return parse_fields(run_tshark(path))
+def tshark_packets(path: str | os.PathLike, timeout: float = TIMEOUT_S, max_packets: int = MAX_PACKETS) -> pd.DataFrame:
+    """Packet rows parsed from tshark's output as it streams in (never the whole text at once)."""
+    lines = tshark_lines(path, timeout)
+    try:
+        return parse_fields(lines, max_packets)
+    finally:
+        lines.close()  # stops (kills) tshark when a bound ended the parse early
 
 
-def tshark_flows(path: str | os.PathLike) -> pd.DataFrame:
+def tshark_flows(path: str | os.PathLike, timeout: float = TIMEOUT_S, max_packets: int = MAX_PACKETS) -> pd.DataFrame:
     """The flow table of a capture, computed from tshark's dissection."""
-    return packets_to_flows(tshark_packets(path))
+    return packets_to_flows(tshark_packets(path, timeout, max_packets))

@@ -54,7 +54,8 @@ def parse_formats(text: str) -> list[str]:
 
 def report_dir(out: str | Path, capture: str | Path, used: set[str]) -> Path:
     """DIR/<capture stem>, made unique; the stem comes from the file name the user gave, cleaned."""
-    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(capture).stem)[:80].strip(".") or "capture"
+    given = "stdin" if str(capture) == "-" else Path(capture).stem  # `-` reads standard input
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in given)[:80].strip(".") or "capture"
     name, k = stem, 2
     while name in used:
         name, k = f"{stem}-{k}", k + 1
@@ -92,6 +93,7 @@ def write_reports(
     formats: Iterable[str] = FORMATS,
 ) -> dict[str, Path]:
     """Write the chosen formats into out_dir (created if needed); returns format -> path written.
+    Report files of other formats left by an earlier run into the same folder are removed.
 
     Raises ValueError for an unknown format name.
     """
@@ -108,6 +110,13 @@ def write_reports(
         flows = pd.DataFrame(report.get("flows") or [])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # A folder holds one run: report files of formats not asked for this time, and temporaries of
+    # an interrupted run, are removed first (only our own file names; nothing else is touched).
+    for fmt, name in FILENAMES.items():
+        stale = [out / (name + ".tmp")] + ([] if fmt in wanted else [out / name])
+        for path in stale:
+            if path.is_file() or path.is_symlink():
+                path.unlink()
     written: dict[str, Path] = {}
     for fmt in FORMATS:
         if fmt not in wanted:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from analyzer.report.sanitize import to_plain
+from analyzer.report.sanitize import json_text, to_plain
 
 SCHEMA = "confscope.session/1"
 
@@ -97,7 +97,8 @@ def order_report(report: dict[str, Any]) -> dict[str, Any]:
 
 def to_json(report: dict[str, Any], indent: int | None = 2) -> str:
     """The report as strict JSON text (no NaN literal; numpy values converted), ending in a newline."""
-    return json.dumps(order_report(report), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+    # Invisible and format characters as \\u escapes: same data, nothing hidden in the file.
+    return json_text(json.dumps(order_report(report), indent=indent, ensure_ascii=False, allow_nan=False)) + "\n"
 
 
 def _missing_in_items(items: list[Any], fields: tuple[str, ...], where: str) -> list[str]:

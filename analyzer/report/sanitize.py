@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import Any
 
 from analyzer.common.plain import to_plain
@@ -23,7 +24,41 @@ _ANSI_SEQ = re.compile(
     r"|\x1b[@-Z\\-_]"  # two-byte Fe escapes
     r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
 )
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+# Everything that is not visible text: C0/C1 controls, format characters (category Cf: bidi
+# marks and overrides, zero-width characters, U+061C, U+180E, U+2060-2064, U+FEFF, the TAG
+# characters U+E0000-E007F ...), line/paragraph separators, surrogates, private use, unassigned,
+# and the Hangul fillers that are letters by category but draw nothing. Such a character is
+# shown as one U+FFFD per run, so "zoom.us" followed by TAG characters does not display as
+# "zoom.us" and cannot pass for it.
+_HANGUL_FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
+_INVISIBLE_CATEGORIES = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"))
+# Spaces other than U+0020 (no-break, ideographic, ...) are not printable either; they show as one.
+_NON_ASCII_OR_CONTROL = re.compile("[^\x20-\x7e]")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+REPLACEMENT = "\ufffd"
+
+
+def invisible(ch: str) -> bool:
+    """True for a character that draws nothing or changes how other characters draw."""
+    return ch in _HANGUL_FILLERS or unicodedata.category(ch) in _INVISIBLE_CATEGORIES
+
+
+def _visible_char(ch: str) -> str:
+    if ch in "\t\n\r\f\v" or (not invisible(ch) and unicodedata.category(ch) == "Zs"):
+        return " "
+    return REPLACEMENT if invisible(ch) else ch
+
+
+def visible(value: Any) -> str:
+    """Display text, the one sanitiser under every output medium: terminal escape sequences
+    removed whole, whitespace controls as spaces, every other invisible or format character as
+    U+FFFD (one per run). Printable ASCII passes through untouched (the fast path)."""
+    s = text(value)
+    if not _NON_ASCII_OR_CONTROL.search(s):
+        return s
+    s = _ANSI_SEQ.sub("", s)
+    out = _NON_ASCII_OR_CONTROL.sub(lambda m: _visible_char(m.group()), s)
+    return re.sub("\ufffd{2,}", REPLACEMENT, out) if REPLACEMENT in out else out
 
 # Markdown: ASCII punctuation that starts emphasis, code, links, images, tables, headings,
 # math (GitHub renders $...$), footnotes, or GFM autolinks (scheme ":" and e-mail "@").
@@ -43,11 +78,15 @@ def text(value: Any) -> str:
     return str(value)
 
 
+def one_line(value: Any, limit: int = 500) -> str:
+    """An error or warning line that may quote captured bytes or a hostile file name: visible
+    text on one line, at most `limit` characters."""
+    return visible(value)[:limit]
+
+
 def strip_terminal(value: Any) -> str:
-    """Text with escape sequences and control/bidi characters removed (newlines become spaces)."""
-    s = text(value).replace("\r\n", " ").replace("\n", " ").replace("\r", " ").replace("\t", " ")
-    s = _ANSI_SEQ.sub("", s)
-    return _CONTROL.sub("", s)
+    """Text safe for a terminal (the same rules as every medium: see `visible`)."""
+    return visible(value.replace("\r\n", " ") if isinstance(value, str) else value)
 
 
 def md_escape(value: Any) -> str:
@@ -74,13 +113,38 @@ def md_escape(value: Any) -> str:
 
 
 def csv_cell(value: Any) -> Any:
-    """A cell that no spreadsheet evaluates: strings that could start a formula get a quote.
+    """A cell that no spreadsheet evaluates and that displays what it holds: strings go through
+    `visible`, and those that could start a formula get a quote.
 
     Only strings are touched; numbers stay numbers (a negative number is not an injection).
     """
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    if not isinstance(value, str):
+        return value
+    value = visible(value)
+    if value.startswith(_FORMULA_START):
         return "'" + value
     return value
+
+
+def json_text(s: str) -> str:
+    """JSON text (already serialised) with every invisible or format character written as a
+    backslash-u escape: the data is unchanged for a JSON reader, the file shows no hidden text."""
+    if s.isascii():
+        return s
+
+    def esc(m: re.Match[str]) -> str:
+        ch = m.group()
+        if not invisible(ch):
+            return ch
+        c = ord(ch)
+        if c <= 0xFFFF:
+            return f"\\u{c:04x}"
+        c -= 0x10000
+        return f"\\u{0xD800 + (c >> 10):04x}\\u{0xDC00 + (c & 0x3FF):04x}"
+
+    # Only non-ASCII: json.dumps escapes C0 controls inside strings itself, and the newlines of
+    # indentation between tokens must stay.
+    return _NON_ASCII.sub(esc, s)
 
 
 _SCRIPT_UNSAFE = re.compile("[\u007f-\u009f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -92,7 +156,7 @@ def json_for_script(value: Any) -> str:
     s = s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
     # Line separators break old JS parsers; bidi and C1 controls would reorder the page source
     # for anyone reading it. All stay valid JSON as backslash-u escapes.
-    return _SCRIPT_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
+    return json_text(_SCRIPT_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", s))
 
 
 def human_bytes(n: Any) -> str:

@@ -13,14 +13,14 @@ from typing import Any
 import pandas as pd
 
 from analyzer.report import common
-from analyzer.report.sanitize import human_bytes, text, to_plain
+from analyzer.report.sanitize import human_bytes, text, to_plain, visible
 
 MAX_BAR_ROWS = 25
 MAX_TIMELINE_ROWS = 150
 
 
 def _e(value: Any) -> str:
-    return escape(text(value), quote=True)
+    return escape(visible(value), quote=True)
 
 
 def legend(roles: list[str], x: float, y: float) -> str:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 from analyzer.errors import OptionError
-from analyzer.report.sanitize import csv_cell, text, to_plain
+from analyzer.report.sanitize import csv_cell, json_text, text, to_plain, visible
 
 JSON_COLUMNS_KEY = b"confscope.json_columns"
 
@@ -65,7 +65,7 @@ def csv_frame(flows: pd.DataFrame) -> pd.DataFrame:
     out = flows.copy()
     for col, kind in _object_columns(flows).items():
         if kind in ("list", "dict"):
-            out[col] = [_json_text(v) for v in flows[col]]
+            out[col] = [csv_cell(_json_text(v)) for v in flows[col]]
         elif kind == "bytes":
             out[col] = [None if _is_missing(v) else bytes(v).hex() for v in flows[col]]
         else:
@@ -97,15 +97,17 @@ def parquet_table(flows: pd.DataFrame) -> pa.Table:
         series = flows[col]
         kind = kinds.get(col)
         if kind == "list":
-            values = [None if _is_missing(v) else [text(x) for x in to_plain(v)] for v in series]
+            values = [None if _is_missing(v) else [visible(x) for x in to_plain(v)] for v in series]
             arr = pa.array(values, type=pa.list_(pa.string()))
         elif kind == "dict":
-            arr = pa.array([_json_text(v) for v in series], type=pa.string())
+            arr = pa.array([json_text(t) if (t := _json_text(v)) else t for v in series], type=pa.string())
             json_cols.append(str(col))
         elif kind == "bytes":
             arr = pa.array([None if _is_missing(v) else bytes(v) for v in series], type=pa.binary())
         elif kind == "text":
-            arr = pa.array([None if _is_missing(v) else text(v) for v in series], type=pa.string())
+            # Captured text is shown as it would display (see sanitize.visible): readers of a shared
+            # dataset print cells to terminals and notebooks without escaping them.
+            arr = pa.array([None if _is_missing(v) else visible(v) for v in series], type=pa.string())
         else:
             arr = pa.Array.from_pandas(series)
         arrays.append(arr)
@@ -141,7 +143,8 @@ def write_flow_table(flows: pd.DataFrame, fmt: str, output: str) -> None:
         else:
             write_csv(flows, output)
         return
-    text = flows.to_json(orient="records", force_ascii=False, default_handler=str)
+    # Invisible and format characters as \\u escapes: same data, nothing hidden on a terminal.
+    text = json_text(flows.to_json(orient="records", force_ascii=False, default_handler=str))
     if output == "-":
         sys.stdout.write(text + "\n")
     else:

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from analyzer.report import common
-from analyzer.report.sanitize import human_bytes, text, to_plain
+from analyzer.report.sanitize import human_bytes, text, to_plain, visible
 
 WIDTH = 1000
 LAT_TOP, LAT_BOTTOM = 84.0, -60.0  # Antarctica adds nothing to a network map but height
@@ -28,7 +28,7 @@ _NOT_COUNTRIES = {"", "ZZ", "LOCAL", "NONE", "NAN"}
 
 
 def _e(value: Any) -> str:
-    return escape(text(value), quote=True)
+    return escape(visible(value), quote=True)
 
 
 def project(lon: float, lat: float) -> tuple[float, float]:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
+import signal
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,15 +28,28 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class WorkerCrashed(RuntimeError):
+    """A worker process died while running this task (killed by a signal, e.g. the OOM killer,
+    or out of memory under --worker-memory); the task was retried alone and died again."""
+
+
+def _limit_memory(max_bytes: int | None) -> None:
+    # Worker initializer: an address-space bound turns a runaway allocation into a MemoryError
+    # (reported for that task) or, at worst, the death of this worker only.
+    if max_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+
+
 @contextmanager
-def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+def process_pool(workers: int, max_memory: int | None = None) -> Iterator[ProcessPoolExecutor]:
     """A local process pool. Workers fork when this process runs no other thread (fast, and
     scripts need no `if __name__ == "__main__"` guard); otherwise (a progress bar's refresh
     thread, a Dask client) they come from a fork server, since forking a threaded parent can
-    deadlock a child."""
+    deadlock a child. `max_memory` bounds each worker's address space (RLIMIT_AS, bytes)."""
     method = "fork" if threading.active_count() == 1 and os.name == "posix" else "forkserver"
     ctx = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
+    init = {"initializer": _limit_memory, "initargs": (max_memory,)} if max_memory else {}
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx, **init) as pool:
         yield pool
 
 
@@ -58,9 +74,19 @@ def dask_client(scheduler: Any) -> Iterator[Any]:
 
 
 def run_unordered(
-    fn: Callable[..., Any], args: list[tuple], *, workers: int = 1, scheduler: Any = None
+    fn: Callable[..., Any],
+    args: list[tuple],
+    *,
+    workers: int = 1,
+    scheduler: Any = None,
+    max_memory: int | None = None,
 ) -> Iterator[tuple[int, Any, BaseException | None]]:
     """Yield (index, result, error) as tasks finish; one task's failure never stops the others.
+
+    Locally, a worker that dies (signal, OOM killer) breaks the whole ProcessPoolExecutor; the
+    tasks it took down with it are then run again, each in a fresh one-worker pool (up to
+    `workers` at a time), so only the task that kills its worker again fails, with WorkerCrashed.
+    `max_memory` bounds each local worker's address space (bytes, RLIMIT_AS).
 
     >>> sorted(r for _i, r, _e in run_unordered(pow, [(2, 3), (3, 2)]))
     [8, 9]
@@ -85,12 +111,54 @@ def run_unordered(
             except Exception as exc:
                 yield i, None, exc
         return
-    with process_pool(min(workers, len(args))) as pool:
+    unfinished: list[int] = []
+    with process_pool(min(workers, len(args)), max_memory) as pool:
         futs = {pool.submit(fn, *a): i for i, a in enumerate(args)}
         for fut in as_completed(futs):
             exc = fut.exception()
+            if isinstance(exc, BrokenProcessPool):
+                unfinished.append(futs.pop(fut))  # maybe the culprit, maybe only a bystander
+                continue
             # Dropped once read, so that results do not pile up in this process (streaming callers).
             yield futs.pop(fut), (None if exc else fut.result()), exc
+    if unfinished:
+        yield from _run_isolated(fn, args, sorted(unfinished), workers, max_memory)
+
+
+def _run_isolated(
+    fn: Callable[..., Any], args: list[tuple], indices: list[int], workers: int, max_memory: int | None
+) -> Iterator[tuple[int, Any, BaseException | None]]:
+    """Each task in its own one-worker pool: a crash now belongs to that task alone."""
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(indices)))) as threads:
+        futs = {threads.submit(_one_alone, fn, args[i], max_memory): i for i in indices}
+        for fut in as_completed(futs):
+            result, exc = fut.result()
+            yield futs[fut], result, exc
+
+
+def _one_alone(fn: Callable[..., Any], a: tuple, max_memory: int | None) -> tuple[Any, BaseException | None]:
+    with process_pool(1, max_memory) as pool:
+        fut = pool.submit(fn, *a)
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # to name the signal if it dies
+        try:
+            return fut.result(), None
+        except BrokenProcessPool:
+            procs = procs or list((getattr(pool, "_processes", None) or {}).values())
+        except Exception as exc:
+            return None, exc
+    return None, WorkerCrashed(f"worker process died{_how(procs)}; retried alone, it died again")
+
+
+def _how(procs: list) -> str:
+    for p in procs:
+        code = getattr(p, "exitcode", None)
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f" ({name}{', out of memory?' if -code == signal.SIGKILL else ''})"
+    return ""
 
 
 def run_ordered(fn: Callable[..., Any], args: list[tuple], workers: int = 1, executor: Any = None) -> list[Any]:

@@ -34,6 +34,9 @@ import numpy as np
 import pandas as pd
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from analyzer.common.files import KEY_MAX_BYTES, FileTooLarge, first_line_bounded
+from analyzer.session.spellings import SpelledAddresses
+
 METHOD = "crypto-pan (AES-128, prefix-preserving) / HMAC-SHA256; key from PBKDF2-SHA256"
 # Stretching makes guessing a weak passphrase from a published report expensive; 200k rounds
 # cost ~0.1 s once per key (cached), which is nothing next to reading a capture.
@@ -80,6 +83,15 @@ def derive_keys(passphrase: str | bytes) -> AnonKeys:
     return AnonKeys(aes=sub(b"aes", 16), pad=sub(b"pad", 16), mac=sub(b"hmac", 32))
 
 
+def key_fingerprint(passphrase: str | bytes) -> str:
+    """A fingerprint of the key that tells two keys apart without revealing either: an HMAC label
+    under the PBKDF2-stretched master (so guessing a passphrase from it costs KDF_ITERATIONS per
+    guess, unlike a plain SHA-256). For manifests that must notice a changed key."""
+    secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else bytes(passphrase)
+    master = hashlib.pbkdf2_hmac("sha256", secret, KDF_SALT + b"/fingerprint", KDF_ITERATIONS, dklen=32)
+    return hmac.new(master, b"confscope options fingerprint", hashlib.sha256).hexdigest()[:32]
+
+
 def resolve_key(spec: str) -> str:
     """The passphrase named by a CLI value: `env:NAME` reads an environment variable, `file:PATH`
     the first line of a file (keeps the key out of `ps` and shell history), anything else is the
@@ -88,8 +100,11 @@ def resolve_key(spec: str) -> str:
         value = os.environ.get(spec[4:], "")
     elif spec.startswith("file:"):
         try:
-            with open(spec[5:], encoding="utf-8") as fh:
-                value = fh.readline().rstrip("\r\n")
+            value = first_line_bounded(spec[5:], KEY_MAX_BYTES, "--anonymize key file")
+        except FileTooLarge as exc:
+            raise ValueError(str(exc)) from None
+        except UnicodeDecodeError:
+            raise ValueError("--anonymize: key file is not UTF-8 text") from None
         except OSError as exc:
             raise ValueError(f"--anonymize: cannot read key file ({exc.strerror})") from None
     else:
@@ -205,6 +220,8 @@ class _Scrubber:
             else ""
         )
         self._addr_re = re.compile(known_alt + _GENERIC_ADDR) if lits else _ADDR_RE
+        # The same addresses spelled as host names do: ip-10-1-2-3, 0a010203, 2001-db8--1 ...
+        self._spelled = SpelledAddresses(lits)
 
     def learn_usernames(self, names: Iterable[str]) -> None:
         for name in names:
@@ -240,6 +257,8 @@ class _Scrubber:
                 return whole
             s = _KEY_MATERIAL_RE.sub(lambda m: m.group(1) + REDACTED, s)
             s = self._addr_re.sub(self._addr_match, s)
+        # After the generic pass, so an address it already replaced is not mapped twice.
+        s = self._spelled.sub(s, self.ip)
         if self._user_re is not None:
             s = self._user_re.sub(lambda m: self.user_parts[m.group(0)], s)
         return s
@@ -408,6 +427,7 @@ def anonymize_session(session: Any, key: str | bytes, *, anonymize_servers: bool
         flows["community_id"] = pd.Series(_community_ids(flows), index=flows.index, dtype=object)
     report = scrub.value(session.report)
     _sync_flow_records(report, flows)
+    _strip_directories(report)
     report["privacy"] = {
         "anonymized": True,
         "method": METHOD,
@@ -415,6 +435,8 @@ def anonymize_session(session: Any, key: str | bytes, *, anonymize_servers: bool
             "local and client IP addresses (prefix-preserving)",
             "STUN mapped, relayed, peer and SDP addresses unless a public remote endpoint",
             "addresses inside free text (finding details, vantage source)",
+            "the user's addresses spelled inside host names (dashed, hex, leading zeros, IPv6 dashed)",
+            "directories of the capture and database paths (file names kept)",
             "STUN USERNAMEs (keyed HMAC)",
             "MAC addresses (keyed HMAC)",
             "flow_key (keyed HMAC)",
@@ -429,6 +451,16 @@ def anonymize_session(session: Any, key: str | bytes, *, anonymize_servers: bool
         raise RuntimeError(f"key material survived anonymisation at {leaks[:3]}")
     # The same class as the input (the API's Session renders itself; the session stage's does not).
     return type(session)(report=report, flows=flows, streams=streams)
+
+
+def _strip_directories(report: dict[str, Any]) -> None:
+    """File names only: a path such as /home/alice/geo/x.mmdb names the user (issue 16)."""
+    for db in (report.get("geo") or {}).get("databases") or []:
+        if isinstance(db, dict) and isinstance(db.get("path"), str):
+            db["path"] = os.path.basename(db["path"])
+    capture = report.get("capture") or {}
+    if isinstance(capture.get("path"), str):
+        capture["path"] = os.path.basename(capture["path"])
 
 
 def _sync_flow_records(report: dict[str, Any], flows: pd.DataFrame) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 
 from analyzer import __version__
-from analyzer.capture.digest import BackgroundDigest
-from analyzer.capture.source import CaptureSource, source_name
+from analyzer.capture.digest import open_hashed
+from analyzer.capture.source import FIFO_WAIT_SECONDS, CaptureSource, source_name
 from analyzer.geo.endpoints import flow_vantage, remote_endpoints, rtt_plausibility
 from analyzer.scan.defaults import analyze_scan_options
 from analyzer.scan.scanner import ProgressFn, ScanResult, scan_capture
@@ -51,13 +51,15 @@ def analyze(
     progress: ProgressFn | None = None,
     name: str | None = None,
     resolver: Any = None,
+    fifo_wait: float = FIFO_WAIT_SECONDS,
     **options: Any,
 ) -> Session:
-    """Analyse one capture (path, bytes or binary file object).
+    """Analyse one capture (path, `-` for standard input, bytes or binary file object).
 
     Options: geoip (paths of MaxMind-format databases), allow ("CC,CC" or a list), region (a name
     from analyzer/data/regions.toml), policy (a TOML file), vantage ("CC" or "LAT,LON"),
-    anonymize (a key: pseudonymise local addresses) and anonymize_servers.
+    anonymize (a key: pseudonymise local addresses) and anonymize_servers. A FIFO must get a
+    writer within `fifo_wait` seconds; pipes and FIFOs are read once and hashed as read.
 
     >>> from analyzer.capture.demo import write_demo_capture
     >>> s = analyze(write_demo_capture("/tmp/confscope-doctest.pcap"), region="north-america")
@@ -67,9 +69,15 @@ def analyze(
     1
     """
     opts = check_options(options)
-    hasher = BackgroundDigest(source)
-    scan = scan_capture(source, progress=progress, **analyze_scan_options(name))
-    return session_from_scan(scan, source, opts, sha256=hasher.result(), resolver=resolver)
+    # A pipe or FIFO is read once, hashed as read (capture/digest.py); a file is hashed beside.
+    readable, hasher = open_hashed(source, fifo_wait)
+    try:
+        scan = scan_capture(readable, progress=progress, **analyze_scan_options(name))
+        sha256 = hasher.result()
+    finally:
+        if readable is not source:
+            readable.close()  # type: ignore[union-attr]
+    return session_from_scan(scan, source, opts, sha256=sha256, resolver=resolver)
 
 
 def session_from_scan(

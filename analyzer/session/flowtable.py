@@ -3,11 +3,12 @@ disabled, the dissection facts, app and roles."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pandas as pd
 
-from analyzer.capture.source import CaptureSource
+from analyzer.capture.source import FIFO_WAIT_SECONDS, CaptureSource, is_stream_path, open_stream
 from analyzer.errors import OptionError
 from analyzer.scan.defaults import flows_scan_options
 from analyzer.scan.scanner import ProgressFn, scan_capture
@@ -18,16 +19,30 @@ INTERNAL_COLUMNS = ("flow_key", "a_is_client")
 
 
 def flow_table(
-    source: CaptureSource, *, engine: str = "native", dissect: bool = True, progress: ProgressFn | None = None
+    source: CaptureSource,
+    *,
+    engine: str = "native",
+    dissect: bool = True,
+    progress: ProgressFn | None = None,
+    fifo_wait: float = FIFO_WAIT_SECONDS,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Return (flows, capture info dict) for one capture."""
+    """Return (flows, capture info dict) for one capture (`-` reads standard input; a FIFO must
+    get a writer within `fifo_wait` seconds)."""
     if engine not in ENGINES:
         raise OptionError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine != "native":
         from analyzer.engines import build_flows
 
         return build_flows(source, engine=engine), {"warnings": [], "skipped_packets": 0}
-    result = scan_capture(source, progress=progress, **flows_scan_options(dissect))
+    if is_stream_path(source):  # read once, never opened twice (the pipe race of issue 16)
+        stream = open_stream(source, fifo_wait)  # type: ignore[arg-type]
+        try:
+            result = scan_capture(stream, progress=progress, **flows_scan_options(dissect))
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+    else:
+        result = scan_capture(source, progress=progress, **flows_scan_options(dissect))
     flows = result.flows
     base = [c for c in flows.columns if c not in INTERNAL_COLUMNS and not c.startswith("kind_")]
     if dissect and len(flows):

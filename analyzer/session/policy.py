@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.common.files import POLICY_MAX_BYTES, FileTooLarge, read_bounded
 from analyzer.errors import OptionError
 
 ROLES = ("signaling", "key_exchange", "media", "nat_traversal", "dns", "other")
@@ -107,9 +108,11 @@ def build_policy(
 
 def load_policy_file(path: str | Path) -> Policy:
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(read_bounded(path, POLICY_MAX_BYTES, "--policy").decode("utf-8"))
     except FileNotFoundError:
         raise OptionError(f"--policy {path}: no such file") from None
+    except FileTooLarge as exc:
+        raise OptionError(str(exc)) from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise OptionError(f"--policy {path}: cannot read ({exc})") from None
     default_allow = data.get("default", {}).get("allow", "any")

@@ -128,12 +128,33 @@ def key_exchange_table(flows: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+# Streams listed per media flow in the report; the rest are counted (`streams_total`). One flow
+# can carry any number of SSRCs (100 000 made a 44 MB report.html); real calls have a handful.
+MAX_LISTED_STREAMS = 64
+
+
+def _listed(df: pd.DataFrame) -> pd.DataFrame:
+    """The streams of one flow that the report lists: flagged ones (ECB-like, unencrypted) first,
+    then the largest, in their original order."""
+    if len(df) <= MAX_LISTED_STREAMS:
+        return df
+    flagged = pd.Series(False, index=df.index)
+    for col in ("ecb_like", "unencrypted_like"):
+        if col in df:
+            flagged |= df[col].fillna(False).astype(bool)
+    size = df["bytes"] if "bytes" in df else pd.Series(0, index=df.index)
+    rank = pd.DataFrame({"f": ~flagged, "b": -size.fillna(0)}).sort_values(["f", "b"], kind="stable")
+    return df.loc[sorted(rank.index[:MAX_LISTED_STREAMS], key=df.index.get_loc)]
+
+
 def media_table(flows: pd.DataFrame, streams: pd.DataFrame) -> list[dict[str, Any]]:
     med = flows[[_has_role(r, "media") for r in flows["roles"]]] if len(flows) else flows
     by_flow: dict[int, list[dict[str, Any]]] = {}
+    totals: dict[int, int] = {}
     if not streams.empty and "flow_id" in streams:
         for fid, df in streams.groupby("flow_id"):
-            by_flow[int(fid)] = [_stream_record(s) for _, s in df.iterrows()]
+            totals[int(fid)] = len(df)
+            by_flow[int(fid)] = [_stream_record(s) for _, s in _listed(df).iterrows()]
     return [
         {
             "flow_id": int(r["flow_id"]),
@@ -150,6 +171,8 @@ def media_table(flows: pd.DataFrame, streams: pd.DataFrame) -> list[dict[str, An
             if isinstance(r["bytes_by_role"], dict)
             else 0,
             "streams": by_flow.get(int(r["flow_id"]), []),
+            # beyond the contract: how many streams the flow had (the list stops at MAX_LISTED_STREAMS)
+            "streams_total": totals.get(int(r["flow_id"]), 0),
         }
         for _, r in med.iterrows()
     ]

@@ -115,3 +115,61 @@ def tiny_flows_pcap(n: int) -> bytes:
     usec = idx % 1_000_000
     out[:, 4:8] = usec.astype("<u4").view(np.uint8).reshape(n, 4)
     return pcap_header() + out.tobytes()
+
+
+def dtls_fragment_bomb_pcap(
+    datagrams: int = 10, headers: int = 1300, datagram_size: int = 16000, data: int = 1
+) -> bytes:
+    """DTLS handshake records packed with fragment headers, each announcing a new 256 KiB message
+    (distinct message_seq) with `data` bytes of fragment: the issue-16 memory bomb.
+
+    Every datagram opens with a whole record (so it is recognised as DTLS); a client on
+    10.9.0.1:50000 sends to 192.0.2.9:3478. `headers` fragment headers per datagram, up to
+    `datagram_size` bytes of record body.
+    """
+    out = [pcap_header()]
+    seq = 0
+    per_record = max(1, min(headers, (datagram_size - 13) // (12 + data)))
+    for i in range(datagrams):
+        frags = []
+        for _ in range(per_record):
+            # msg_type 11 (Certificate), length 0x03FFFF, message_seq, offset 0, frag_len `data`
+            frags.append(bytes([11]) + (0x3FFFF).to_bytes(3, "big") + struct.pack(">H", seq & 0xFFFF)
+                         + b"\x00\x00\x00" + data.to_bytes(3, "big") + b"\xab" * data)
+            seq += 1
+        body = b"".join(frags)
+        record = struct.pack(">BHHHIH", 22, 0xFEFD, 0, 0, i, len(body)) + body
+        frame = ethernet(ipv4(17, b"\x0a\x09\x00\x01", b"\xc0\x00\x02\x09", udp(50000, 3478, record)))
+        out.append(pcap_record(frame, sec=1_600_000_000 + i))
+    return b"".join(out)
+
+
+def dns_answers_pcap(responses: int, answers: int = 500) -> bytes:
+    """`responses` DNS responses (one flow each, so every one is sampled), each with `answers` A
+    records for distinct names: about responses * answers rows for the DNS table."""
+    out = [pcap_header()]
+    for r in range(responses):
+        q = b"\x01q\x07example\x00"
+        body = [struct.pack(">HHHHHH", r & 0xFFFF, 0x8180, 1, answers, 0, 0), q, b"\x00\x01\x00\x01"]
+        for a in range(answers):
+            name = b"\x04h%03d" % (a % 1000) + b"\xc0\x0c"  # label + pointer to the question name
+            body.append(name + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([93, (a >> 8) & 255, a & 255, 1 + r % 250]))
+        msg = b"".join(body)
+        src = bytes([10, 53, (r >> 8) & 255, r & 255])
+        frame = ethernet(ipv4(17, b"\x08\x08\x08\x08", src, udp(53, 1024 + r % 60000, msg)))
+        out.append(pcap_record(frame, sec=1_600_000_000 + r // 1000))
+    return b"".join(out)
+
+
+def rtp_streams_pcap(streams: int, packets: int = 3) -> bytes:
+    """One UDP flow carrying `streams` distinct RTP SSRCs (`packets` packets each)."""
+    out = [pcap_header()]
+    n = 0
+    for k in range(packets):
+        for s in range(streams):
+            rtp = struct.pack(">BBHII", 0x80, 111, k, 1000 * k, 0x10000 + s) + bytes(40)
+            frame = ethernet(ipv4(17, b"\x0a\x01\x00\x01", b"\xc0\x00\x02\x07", udp(40000, 40002, rtp)))
+            sec, usec = 1_600_000_000 + n // 100000, n % 100000 * 10
+            out.append(struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame)
+            n += 1
+    return b"".join(out)
