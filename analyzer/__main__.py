@@ -1,3 +1,3 @@
-from analyzer.cli.main import main
+from analyzer.cli.startup import console
 
-raise SystemExit(main())
+console()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -28,16 +29,26 @@ from pathlib import Path
 
 import numpy as np
 
-# zoom2.pcap of the original recipe is not in ../shared; zoom_p2p.pcapng stands in for it.
-DEFAULT_SEEDS = (
-    "zoom.pcap",
-    "teams.pcap",
-    "webex.pcap",
-    "zoom_p2p.pcapng",
-    "signal.pcap",
-    "telegram_videocall.pcapng",
-)
 DEFAULT_SEEDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "captures" / "real"
+# The seeds are not chosen here: they are every capture that ../shared/captures/MANIFEST.md lists
+# under "Conferencing:", so the benchmark cannot be tuned by picking captures the code is good at.
+MANIFEST_SECTION = "Conferencing:"
+
+
+def conferencing_seeds(seeds_dir: Path = DEFAULT_SEEDS_DIR) -> tuple[str, ...]:
+    """Every capture the manifest beside `seeds_dir` lists as conferencing, in the manifest's order."""
+    manifest = seeds_dir.parent / "MANIFEST.md"
+    text = manifest.read_text(encoding="utf-8")
+    start = text.index(MANIFEST_SECTION) + len(MANIFEST_SECTION)
+    # "zoom.pcap (2019 client: ...)" -> zoom.pcap: drop parenthesised notes; the list ends at the
+    # first full stop (a "." not inside a file name), then split on commas.
+    section = re.sub(r"\([^)]*\)", "", text[start:])
+    section = re.split(r"\.(?:\s|$)", section, maxsplit=1)[0]
+    names = [n.strip().rstrip(".") for n in section.replace("\n", " ").split(",")]
+    return tuple(n for n in names if n.endswith((".pcap", ".pcapng")))
+
+
+DEFAULT_SEEDS: tuple[str, ...] = ()  # empty: conferencing_seeds() of the seeds directory
 DEFAULT_OUTPUT = Path("/tmp/confscope-bench/big1m.pcap")
 SNAPLEN = 262144
 LINKTYPE_ETHERNET = 1
@@ -261,12 +272,91 @@ def merge_seeds(seeds: list[list[SeedPacket]]) -> Block:
     return Block(buf, rec_off, rel_us, base_us, span_us)
 
 
+def _ip_fields(frame: bytes) -> tuple[tuple[int, int], tuple] | None:
+    """((src offset, dst offset) of the bytes to rewrite, 5-tuple key) of an Ethernet frame's outer
+    IP header (after VLAN/QinQ tags), or None for frames that are not IP."""
+    pos, etype = 12, frame[12:14] if len(frame) >= 14 else b""
+    while etype in (b"\x81\x00", b"\x88\xa8") and len(frame) >= pos + 6:
+        pos += 4
+        etype = frame[pos : pos + 2]
+    ip = pos + 2
+    if etype == _ETH_IPV4 and len(frame) >= ip + 20:
+        ihl = (frame[ip] & 0x0F) * 4
+        proto = frame[ip + 9]
+        src, dst = ip + 12, ip + 16
+        l4 = ip + ihl
+        ports = frame[l4 : l4 + 4] if proto in (6, 17) else b""
+        # The last two bytes of an IPv4 address: a private address stays private (10/8, 172.16/12,
+        # 192.168/16 keep their prefixes).
+        key = (proto, *sorted((frame[src : src + 4] + ports[:2], frame[dst : dst + 4] + ports[2:])))
+        return (src + 2, dst + 2), key
+    if etype == _ETH_IPV6 and len(frame) >= ip + 40:
+        nh = frame[ip + 6]
+        src, dst = ip + 8, ip + 24
+        ports = frame[ip + 40 : ip + 44] if nh in (6, 17) else b""
+        key = (nh, *sorted((frame[src : src + 16] + ports[:2], frame[dst : dst + 16] + ports[2:])))
+        return (src + 14, dst + 14), key
+    return None
+
+
+@dataclass
+class FlowRewrite:
+    """Many-flows mode: packet i's IP addresses get their last two bytes XOR-ed with a mask that
+    changes every `window` packets, so each window's conversations become new flows (both
+    directions alike). Non-IP frames are left alone."""
+
+    window: int
+    addr_idx: np.ndarray  # int64 [n_block, 4]: absolute offsets in the block of the 4 rewritten bytes, -1 if none
+    tuple_id: np.ndarray  # int64 [n_block]: the record's bidirectional 5-tuple, -1 for non-IP
+
+
+def flow_rewrite(block: Block, packets_per_flow: float, reference_packets: int = 1_000_000) -> FlowRewrite:
+    """Choose the window so that `reference_packets` packets hold about
+    reference_packets / packets_per_flow flows (the window is fixed by the 1M-packet file, so a
+    4M-packet file is the same stream, four times as long)."""
+    n_block = len(block.rec_off)
+    addr_idx = np.full((n_block, 4), -1, np.int64)
+    tuple_id = np.full(n_block, -1, np.int64)
+    ids: dict[tuple, int] = {}
+    for i, off in enumerate(block.rec_off.tolist()):
+        incl = int(block.buf[off + 8 : off + 12].view("<u4")[0])
+        frame = block.buf[off + 16 : off + 16 + incl].tobytes()
+        fields = _ip_fields(frame)
+        if fields is None:
+            continue
+        (a, b), key = fields
+        base = off + 16
+        addr_idx[i] = (base + a, base + a + 1, base + b, base + b + 1)
+        tuple_id[i] = ids.setdefault(key, len(ids))
+    target = reference_packets / packets_per_flow
+    idx = np.arange(reference_packets, dtype=np.int64)
+    tid = tuple_id[idx % n_block]
+    ip = tid >= 0
+
+    def flows(window: int) -> int:
+        mask = (idx // window) % MASKS
+        return int(np.unique(mask[ip] * (len(ids) + 1) + tid[ip]).size)
+
+    lo, hi = 1, 1 << 16  # flows(window) falls as the window grows
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if flows(mid) > target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return FlowRewrite(lo, addr_idx, tuple_id)
+
+
+MASKS = 1 << 16  # distinct masks before they repeat
+
+
 def _global_header() -> bytes:
     return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, SNAPLEN, LINKTYPE_ETHERNET)
 
 
-def write_repeated(block: Block, n_packets: int, out_path: Path) -> dict:
-    """Write n_packets records: the block repeated with time shifts. Returns packets/bytes/sha256."""
+def write_repeated(block: Block, n_packets: int, out_path: Path, rewrite: FlowRewrite | None = None) -> dict:
+    """Write n_packets records: the block repeated with time shifts (and, with `rewrite`, addresses
+    changed per window). Returns packets/bytes/sha256."""
     n_block = len(block.rec_off)
     # Scatter index of the 8 timestamp bytes of every record header in the block.
     ts_idx = (block.rec_off[:, None] + np.arange(8)[None, :]).ravel()
@@ -289,6 +379,14 @@ def write_repeated(block: Block, n_packets: int, out_path: Path) -> dict:
             ts[:, 1] = abs_us % 1_000_000
             chunk = block.buf[: end_off[take - 1]].copy()
             chunk[ts_idx[: take * 8]] = ts.view(np.uint8).ravel()
+            if rewrite is not None:
+                gidx = written + np.arange(take, dtype=np.int64)
+                mask = ((gidx // rewrite.window) % MASKS).astype(np.uint16)
+                hi_lo = np.stack([mask >> 8, mask & 0xFF], axis=1).astype(np.uint8)  # address bytes 3, 4
+                where = rewrite.addr_idx[:take]
+                has = where[:, 0] >= 0
+                pos = where[has].ravel()
+                chunk[pos] ^= np.tile(hi_lo[has], (1, 2)).ravel()
             data = chunk.tobytes()
             fh.write(data)
             sha.update(data)
@@ -309,8 +407,18 @@ def to_pcapng(pcap_path: Path) -> Path:
     return out
 
 
-def build(seeds_dir: Path, names: tuple[str, ...], n_packets: int, out_path: Path, pcapng: bool) -> dict:
-    """Build the capture and its sidecar JSON; returns the sidecar's content."""
+def build(
+    seeds_dir: Path,
+    names: tuple[str, ...],
+    n_packets: int,
+    out_path: Path,
+    pcapng: bool,
+    packets_per_flow: float | None = None,
+) -> dict:
+    """Build the capture and its sidecar JSON; returns the sidecar's content. `names` empty: every
+    conferencing capture of the manifest. `packets_per_flow`: many-flows mode (FlowRewrite)."""
+    names_given = bool(names)
+    names = names or conferencing_seeds(seeds_dir)
     seeds = []
     seed_stats = []
     for name in names:
@@ -331,9 +439,21 @@ def build(seeds_dir: Path, names: tuple[str, ...], n_packets: int, out_path: Pat
         seeds.append(packets)
         seed_stats.append(stats)
     block = merge_seeds(seeds)
-    meta = write_repeated(block, n_packets, out_path)
+    rewrite = flow_rewrite(block, packets_per_flow) if packets_per_flow else None
+    meta = write_repeated(block, n_packets, out_path, rewrite)
     meta.update(
         {
+            "seeds_dir": str(seeds_dir),
+            "seed_rule": f"every capture listed under '{MANIFEST_SECTION}' in MANIFEST.md"
+            if not names_given
+            else "--seeds",
+            "many_flows": None
+            if rewrite is None
+            else {
+                "packets_per_flow_target": packets_per_flow,
+                "window_packets": rewrite.window,
+                "rewrite": "last two bytes of both IP addresses XOR (global packet index // window) mod 65536",
+            },
             "file": str(out_path),
             "format": "pcap",
             "block_packets": len(block.rec_off),
@@ -371,11 +491,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT, help="classic pcap to write")
     ap.add_argument("--pcapng", action="store_true", help="also write <output>.pcapng with editcap")
     ap.add_argument("--seeds-dir", type=Path, default=DEFAULT_SEEDS_DIR)
-    ap.add_argument("--seeds", nargs="+", default=list(DEFAULT_SEEDS), help="seed file names")
+    ap.add_argument(
+        "--seeds", nargs="+", default=[], help="seed file names (default: every conferencing capture of MANIFEST.md)"
+    )
+    ap.add_argument(
+        "--many-flows",
+        type=float,
+        metavar="PACKETS_PER_FLOW",
+        help="campus-like trace: rewrite addresses per window so 1M packets hold 1M/PACKETS_PER_FLOW flows (e.g. 5)",
+    )
     args = ap.parse_args(argv)
     if args.packets < 1:
         ap.error("--packets must be >= 1")
-    meta = build(args.seeds_dir, tuple(args.seeds), args.packets, args.output, args.pcapng)
+    meta = build(args.seeds_dir, tuple(args.seeds), args.packets, args.output, args.pcapng, args.many_flows)
     print(
         f"{meta['file']}: {meta['packets']:,} packets, {meta['bytes']:,} bytes, "
         f"block {meta['block_packets']} packets x {meta['repetitions']}, sha256 {meta['sha256']}"

@@ -169,7 +169,16 @@ def ensure_capture(file: Path, packets: int) -> None:
     print(f"# building {file} ({packets:,} packets)", file=sys.stderr)
     want_ng = file.suffix == ".pcapng"
     pcap = file.with_suffix(".pcap")
-    make_capture.build(make_capture.DEFAULT_SEEDS_DIR, make_capture.DEFAULT_SEEDS, packets, pcap, pcapng=want_ng)
+    # many*.pcap: the campus-like capture (~5 packets per flow, make_capture --many-flows 5).
+    per_flow = 5.0 if file.name.startswith("many") else None
+    make_capture.build(
+        make_capture.DEFAULT_SEEDS_DIR,
+        make_capture.DEFAULT_SEEDS,
+        packets,
+        pcap,
+        pcapng=want_ng,
+        packets_per_flow=per_flow,
+    )
 
 
 def _attempt(tool: Tool, file: Path, timeout: float) -> RunResult | None:

@@ -135,11 +135,10 @@ def test_gzip_bomb_stops_at_the_byte_bound() -> None:
         from analyzer.capture import CaptureReader
         from tests.fuzz import hostile as H
         data = H.gzip_bomb({8 * MiB})
-        with CaptureReader(data) as r:
+        with CaptureReader(data, max_gunzip_bytes={1 * MiB}) as r:
             frames = sum(len(c) for c in r.chunks())
         _emit({{"frames": frames, "truncated": r.info.truncated, "warnings": r.info.warnings}})
         """,
-        env={"CONFSCOPE_MAX_GUNZIP_BYTES": str(1 * MiB)},
     )
     assert result["truncated"]
     assert any("expands beyond 1048576 bytes" in w for w in result["warnings"]), result["warnings"]
@@ -151,11 +150,10 @@ def test_gzip_bomb_keeps_the_frames_within_the_bound() -> None:
         f"""
         from analyzer.capture import CaptureReader
         from tests.fuzz import hostile as H
-        with CaptureReader(H.gzip_bomb({8 * MiB})) as r:
+        with CaptureReader(H.gzip_bomb({8 * MiB}), max_gunzip_bytes={1 * MiB}) as r:
             frames = sum(len(c) for c in r.chunks())
         _emit({{"frames": frames}})
         """,
-        env={"CONFSCOPE_MAX_GUNZIP_BYTES": str(1 * MiB)},
     )
     assert result["frames"] >= 10  # 1 MiB holds 15 records of 64 KiB
 
@@ -169,18 +167,17 @@ def test_resync_after_zero_padding_recovers_the_real_records() -> None:
 
 @pytest.mark.slow
 def test_gzip_bomb_stops_at_the_ratio_bound() -> None:
-    """Past the 64 MiB grace, expansion beyond CONFSCOPE_MAX_GUNZIP_RATIO:1 stops the reader."""
+    """Past the 64 MiB grace, expansion beyond max_gunzip_ratio:1 stops the reader."""
     result = run_measured(
         f"""
         from analyzer.capture import CaptureReader
         from tests.fuzz import hostile as H
         data = H.gzip_bomb({80 * MiB})
-        with CaptureReader(data) as r:
+        with CaptureReader(data, max_gunzip_ratio=50) as r:
             frames = sum(len(c) for c in r.chunks())
         _emit({{"frames": frames, "truncated": r.info.truncated, "warnings": r.info.warnings,
                 "compressed": len(data)}})
         """,
-        env={"CONFSCOPE_MAX_GUNZIP_RATIO": "50"},
     )
     assert result["truncated"]
     assert any("more than 50:1" in w for w in result["warnings"]), result["warnings"]

@@ -8,7 +8,8 @@ import pytest
 
 from analyzer.capture import writer as W
 from analyzer.decode import link, network, tunnels
-from analyzer.scan.scanner import SAMPLE_CONTROL, SAMPLE_FIRST, scan_capture
+from analyzer.scan.chunks import SAMPLE_CONTROL, SAMPLE_FIRST
+from analyzer.scan.scanner import scan_capture
 
 scapy_all = pytest.importorskip("scapy.all")
 from scapy.layers.inet import IP, UDP  # noqa: E402

@@ -48,6 +48,9 @@ def _differences(chunk: FrameChunk) -> list[str]:
     reference = canonical(a, idx)
     if not np.array_equal(flow_keys(reference), b.flow_key[idx]):
         out.append("flow keys")
+    # One shape: the numpy twin carries the same per-frame side and key as the C loop.
+    if not (np.array_equal(a.flow_key[idx], b.flow_key[idx]) and np.array_equal(a.a_is_src[idx], b.a_is_src[idx])):
+        out.append("numpy twin's flow keys / a_is_src")
     lazy = CanonicalColumns(b, idx, b.a_is_src[idx])
     for name in (*KEY_COLUMNS, "dir"):
         if not np.array_equal(reference[name], lazy[name]) or reference[name].dtype != lazy[name].dtype:

@@ -40,10 +40,11 @@ FLOWS_DATASET = "flows"
 # Recorded per capture in the manifest: a capture written before the tables had one fixed schema
 # is redone when resuming (its partitions would not match the others).
 TABLES_VERSION = 1
-# A lone capture above this is split across the workers. Measured on 2 cores the split scan was
-# slower than one pass (process start-up and result transfer outweigh the parallel decode), so the
-# default only splits very large files; CONFSCOPE_SPLIT_MIN_BYTES changes it.
-SPLIT_MIN_BYTES = int(os.environ.get("CONFSCOPE_SPLIT_MIN_BYTES", 4 * 1024**3))
+# A lone capture above this is split across the workers (`run_batch(split_min_bytes=)`,
+# `confscope batch --split-min-mb`). A session's media tap is one sequential pass
+# (analyzer/scan/scanner.py) and a split session has no media streams, so the default only splits
+# very large files.
+SPLIT_MIN_BYTES = 4 * 1024**3
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list[str]]:
@@ -330,6 +331,7 @@ def run_batch(
     formats: Iterable[str] = ("json", "md", "html", "csv", "parquet"),
     on_result: Callable[[dict[str, Any], int], None] | None = None,
     max_memory: int | None = None,
+    split_min_bytes: int = SPLIT_MIN_BYTES,
     **options: Any,
 ) -> BatchResult:
     """Analyse captures into a batch folder: a report folder per capture, the tables of
@@ -340,7 +342,8 @@ def run_batch(
     workers (other working directories, other machines with a shared file system) find them.
     `on_result(result, total)` is called as each capture finishes (a progress bar);
     `max_memory` (bytes) limits each local worker's address space (a capture that needs more fails
-    alone, the others go on).
+    alone, the others go on). `split_min_bytes`: a lone capture at least this large is scanned as
+    byte ranges by the workers (without media streams).
     """
     formats = list(formats)
     opts = validate_options(options)
@@ -372,7 +375,12 @@ def run_batch(
             continue
         split = (
             workers
-            if (len(groups) == 1 and scheduler is None and len(group) == 1 and _splittable(group[0]))
+            if (
+                len(groups) == 1
+                and scheduler is None
+                and len(group) == 1
+                and _splittable(group[0], split_min_bytes)
+            )
             else 1
         )
         spec = {
@@ -425,11 +433,11 @@ def _group_sha256(group: list[str]) -> str | None:
     return hashes[0] if len(hashes) == 1 else hashlib.sha256("".join(sorted(hashes)).encode()).hexdigest()
 
 
-def _splittable(path: str) -> bool:
+def _splittable(path: str, min_bytes: int = SPLIT_MIN_BYTES) -> bool:
     from analyzer.scan.split import is_splittable
 
     try:
-        return os.path.getsize(path) >= SPLIT_MIN_BYTES and is_splittable(path)
+        return os.path.getsize(path) >= min_bytes and is_splittable(path)
     except OSError:
         return False
 

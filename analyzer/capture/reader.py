@@ -16,7 +16,15 @@ import numpy as np
 from analyzer.capture import walk
 from analyzer.capture.model import CaptureInfo, FrameChunk, Interface
 from analyzer.capture.sniff import sniff
-from analyzer.capture.source import BoundedGunzip, CaptureSource, GzipBombError, open_binary, source_name
+from analyzer.capture.source import (
+    MAX_GUNZIP_BYTES,
+    MAX_GUNZIP_RATIO,
+    BoundedGunzip,
+    CaptureSource,
+    GzipBombError,
+    open_binary,
+    source_name,
+)
 from analyzer.errors import CaptureFormatError
 
 DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
@@ -30,7 +38,17 @@ RECORDS_PER_WALK = 65536
 class CaptureReader:
     """Iterate a capture as FrameChunks; `info` fills in as chunks are read."""
 
-    def __init__(self, source: CaptureSource, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES, name: str | None = None):
+    def __init__(
+        self,
+        source: CaptureSource,
+        *,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        name: str | None = None,
+        max_gunzip_bytes: int = MAX_GUNZIP_BYTES,
+        max_gunzip_ratio: int = MAX_GUNZIP_RATIO,
+    ):
+        """`max_gunzip_bytes` / `max_gunzip_ratio`: bounds of a gzip-compressed capture's
+        expansion (analyzer/capture/source.py); reading stops there with a warning."""
         self.name = name or source_name(source)
         self.chunk_bytes = max(int(chunk_bytes), 4096)
         self._raw, size = open_binary(source)
@@ -43,7 +61,9 @@ class CaptureReader:
             if kind.format == "gzip":
                 self.info.compressed = "gzip"
                 # The sniffed bytes were consumed from the raw stream: hand them back to gzip.
-                self._stream: BinaryIO = BoundedGunzip(_Prefixed(head, self._raw))  # type: ignore[assignment]
+                self._stream: BinaryIO = BoundedGunzip(  # type: ignore[assignment]
+                    _Prefixed(head, self._raw), max_gunzip_bytes, max_gunzip_ratio
+                )
                 try:
                     head = self._stream_peek(24)
                 except (OSError, EOFError) as exc:

@@ -16,8 +16,9 @@ from analyzer.errors import CaptureFormatError
 
 # Bounds against gzip bombs: a capture may expand at most this much in total and, past the
 # first 64 MiB, at most this ratio (pcap rarely compresses beyond 20:1; zeros reach 1000:1).
-MAX_GUNZIP_BYTES = int(os.environ.get("CONFSCOPE_MAX_GUNZIP_BYTES", 32 * 1024**3))
-MAX_GUNZIP_RATIO = int(os.environ.get("CONFSCOPE_MAX_GUNZIP_RATIO", 200))
+# Defaults of CaptureReader(max_gunzip_bytes=, max_gunzip_ratio=).
+MAX_GUNZIP_BYTES = 32 * 1024**3
+MAX_GUNZIP_RATIO = 200
 RATIO_GRACE_BYTES = 64 * 1024 * 1024
 
 CaptureSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO

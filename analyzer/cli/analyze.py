@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from analyzer.cli.progress import EXIT_OK, EXIT_USAGE, progress_bar
+from analyzer.cli.workers import parallel_options
 from analyzer.errors import ConfscopeError, OptionError
 from analyzer.report import parse_formats, report_dir, write_reports
 from analyzer.report.sanitize import one_line
@@ -38,6 +39,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                     anonymize=getattr(args, "anonymize", None),
                     anonymize_servers=getattr(args, "anonymize_servers", False),
                     **({"fifo_wait": args.fifo_wait} if getattr(args, "fifo_wait", None) is not None else {}),
+                    **parallel_options(args),
                 )
         except OptionError:
             raise

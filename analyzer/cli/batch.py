@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+from analyzer.errors import OptionError
 from analyzer.report.sanitize import one_line
 
 EPILOG = (
@@ -39,12 +40,23 @@ def run_batch_cli(args: argparse.Namespace) -> int:
             formats=formats,
             on_result=on_result,
             max_memory=args.worker_memory * 1024 * 1024 if getattr(args, "worker_memory", None) else None,
+            **_split_rule(args),
             **{k: v for k, v in options.items() if v is not None},
         )
     for f in result.failed:
         print(f"confscope: error: {one_line(f['capture'])}: {one_line(f['error'])}", file=sys.stderr)
     print(closing_line(result))
     return result.exit_code
+
+
+def _split_rule(args: argparse.Namespace) -> dict[str, int]:
+    """--split-min-mb as run_batch's `split_min_bytes` (absent: the library's default)."""
+    mb = getattr(args, "split_min_mb", None)
+    if mb is None:
+        return {}
+    if mb < 0:
+        raise OptionError("--split-min-mb must be >= 0")
+    return {"split_min_bytes": int(mb * 1e6)}
 
 
 def closing_line(result: Any) -> str:

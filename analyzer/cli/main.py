@@ -7,14 +7,13 @@ No analysis logic lives here. Exit codes: 0 done, 1 policy violations or critica
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from analyzer import __version__
-from analyzer.cli.progress import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, progress_bar, shows_progress
-from analyzer.cli.startup import import_pandas_without_pyarrow
+from analyzer.cli.progress import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, progress_bar
+from analyzer.cli.workers import add_workers_options, parallel_options
 from analyzer.errors import ConfscopeError
 
 
@@ -27,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="confscope", description="Where did this call travel, and where were its keys handed out?")
     p.add_argument("--version", action="version", version=f"confscope {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    p.add_argument(
+        "--plain-start",
+        action="store_true",
+        help="import pandas as it is (by default the confscope script hides pyarrow from it, see docs/internals.md)",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     # --debug is accepted after the subcommand too (`confscope analyze x --debug`).
     common = _Parser(add_help=False)
@@ -39,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_geo_policy_options(a)
     _add_progress_option(a)
     _add_fifo_option(a)
+    add_workers_options(a)
 
     f = sub.add_parser("flows", parents=[common], help="print or write the flow table of one capture")
     f.add_argument("capture", metavar="CAPTURE")
@@ -46,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", default="-", metavar="FILE", help="default: standard output (csv, json)")
     f.add_argument("--engine", default="native", choices=("native", "tshark", "scapy"))
     f.add_argument("--no-dissect", action="store_true", help="5-tuple flows only: skip dissection and apps")
+    add_workers_options(f)
     _add_progress_option(f)
     _add_fifo_option(f)
 
@@ -66,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
     b.add_argument("--force", action="store_true", help="redo captures that already have a report")
     b.add_argument("--merge", action="store_true", help="treat all inputs as one capture (rotated files)")
+    b.add_argument(
+        "--split-min-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="a lone capture at least this large is scanned as byte ranges by the workers, without "
+        "media streams (default 4295, i.e. 4 GiB)",
+    )
     b.add_argument("--format", default="json,md,html,csv,parquet")
     b.add_argument(
         "--worker-memory", type=int, default=None, metavar="MIB",
@@ -128,7 +142,12 @@ def cmd_flows(args: argparse.Namespace) -> int:
 
     with progress_bar(args.capture, args.progress) as progress:
         table, info = flow_table(
-            args.capture, engine=args.engine, dissect=not args.no_dissect, progress=progress, fifo_wait=args.fifo_wait
+            args.capture,
+            engine=args.engine,
+            dissect=not args.no_dissect,
+            progress=progress,
+            fifo_wait=args.fifo_wait,
+            **parallel_options(args),
         )
     from analyzer.report.tabular import write_flow_table
 
@@ -199,55 +218,15 @@ def _one_line(text: object) -> str:
     return one_line(str(text))
 
 
-def _start_prescan(args: argparse.Namespace) -> None:
-    """Scan the capture in a forked child while this process imports the rest (prescan.py); not
-    when a progress bar is shown (the parent scans and drives it)."""
-    import analyzer.cli.prescan as prescan
-
-    plan = prescan.plan_for_command(args)
-    if plan is not None and not shows_progress(plan[0], getattr(args, "progress", "auto")):
-        prescan.start(*plan)
-
-
-def _warm_up_while_scanning(args: argparse.Namespace) -> None:
-    import analyzer.cli.prescan as prescan
-
-    if prescan.pending():
-        # Only a head start: whatever fails here is done (or reported) again later.
-        with contextlib.suppress(Exception):
-            prescan.warm_up(args.command)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if argv is None:  # the process is ours (not a test or a host program calling main())
-        _start_prescan(args)
-        import_pandas_without_pyarrow()
-        _warm_up_while_scanning(args)
-    try:
-        code = _run(args)
-    finally:
-        if argv is None:
-            import analyzer.cli.prescan as prescan
-
-            prescan.cancel()
-    if argv is None and args.command in FAST_EXIT_COMMANDS:
-        _exit_now(code)
-    return code
+    """The command line without the console's start-up measure (analyzer/cli/startup.py);
+    returns the exit code."""
+    return run(build_parser().parse_args(argv))
 
 
-# Commands that leave nothing running when they return (reports written and closed, threads
-# joined); `batch` is not among them (Dask clients and worker processes shut down at exit).
-FAST_EXIT_COMMANDS = ("flows", "analyze", "demo", "verify", "geo")
-
-
-def _exit_now(code: int) -> None:
-    """Leave without tearing the interpreter down: with numpy and pandas loaded that takes ~0.1 s
-    and achieves nothing here."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)
+def run(args: argparse.Namespace) -> int:
+    """Run parsed arguments; returns the exit code."""
+    return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:

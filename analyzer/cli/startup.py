@@ -1,24 +1,26 @@
-"""Start-up of the command-line process: pandas without pyarrow.
+"""The `confscope` process's one start-up measure: pandas imported without pyarrow.
 
 pandas 3 imports pyarrow as soon as it is imported itself (for its string dtype). That costs the
-`confscope` process ~38 MiB and ~0.1 s before it reads a byte, a quarter of the memory budget of
-`confscope flows`. The CLI owns its process, so it imports pandas with pyarrow hidden: pandas then
-keeps text in its Python-backed `str` dtype (the same values and missing-value semantics), and
-pyarrow is imported normally where parquet is written or read. The library (`import analyzer`)
-never does this; a host program's pandas is left as it is. CONFSCOPE_PANDAS_PYARROW=1 turns it off.
+process ~45 MiB of peak memory and 0.1-0.2 s before it reads a byte (measured side by side in
+bench/README.md: worth more than 5% of `confscope flows` and `confscope analyze` on 1M packets).
+The command line owns its process, so its entry point (`console`: the `confscope` script and
+`python -m analyzer`) imports pandas with pyarrow hidden: pandas then keeps text in its
+Python-backed `str` dtype (the same values and missing-value semantics), and pyarrow is imported
+normally where parquet is written or read. That entry point is the switch, and `--plain-start`
+turns it off: `main(argv)`, the library (`import analyzer`) and a host program's pandas are left
+as they are.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 
 def import_pandas_without_pyarrow() -> bool:
-    """Import pandas with pyarrow hidden from it; False when pandas was already imported (or
-    pyarrow already loaded, or the switch is set) and nothing was changed."""
-    if os.environ.get("CONFSCOPE_PANDAS_PYARROW") == "1" or "pandas" in sys.modules or "pyarrow" in sys.modules:
+    """Import pandas with pyarrow hidden from it; False when pandas or pyarrow was already
+    imported and nothing was changed."""
+    if "pandas" in sys.modules or "pyarrow" in sys.modules:
         return False
     sys.modules["pyarrow"] = None  # type: ignore[assignment]  # makes `import pyarrow` raise ImportError
     try:
@@ -27,3 +29,14 @@ def import_pandas_without_pyarrow() -> bool:
         if "pyarrow" in sys.modules and sys.modules["pyarrow"] is None:
             del sys.modules["pyarrow"]
     return True
+
+
+def console() -> None:
+    """Entry point of the `confscope` script: pandas without pyarrow (unless --plain-start), then
+    the command line."""
+    from analyzer.cli.main import build_parser, run
+
+    args = build_parser().parse_args()
+    if not args.plain_start:
+        import_pandas_without_pyarrow()
+    raise SystemExit(run(args))

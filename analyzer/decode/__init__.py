@@ -6,19 +6,17 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from analyzer.capture.model import FrameChunk
 from analyzer.common.compiled import load
 from analyzer.common.hashing import mix_columns
-from analyzer.common.lazy import lazy_import
 from analyzer.decode import reasons as R
 from analyzer.decode.fields import member, u16
 from analyzer.decode.link import ETH_IPV4, ETH_IPV6, ethertype_chain, link_layer
 from analyzer.decode.network import decode_ip
 from analyzer.decode.transport import PORTED, decode_transport
 from analyzer.decode.tunnels import INNER_ETHERNET, find_tunnels
-
-pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/common/lazy.py)
 
 MAX_TUNNEL_DEPTH = 4
 MAX_PENDING_FRAGMENTS = 65536
@@ -44,10 +42,23 @@ class PacketColumns:
     l4_len: np.ndarray
     encap: np.ndarray
     fragment_tail: np.ndarray
-    # Set by the compiled decoder only: endpoint A is the source, and the flow key, per frame
-    # (flows.canonical and flows.flow_keys give the same); cleared when fragments get ports.
+    # Per frame: endpoint A (the smaller (address, port)) is the source, and the bidirectional
+    # flow key. Both decoders set them (the C loop in passing, the numpy twin with canonical_keys),
+    # and fragment attribution recomputes them, so the scan has one shape to read.
     a_is_src: np.ndarray | None = None
     flow_key: np.ndarray | None = None
+
+
+def canonical_keys(cols: PacketColumns) -> tuple[np.ndarray, np.ndarray]:
+    """(a_is_src, flow_key) of every frame, as _decode.c computes them (scan.flows.canonical and
+    scan.flows.flow_keys are the column-by-column reference the tests compare with)."""
+    sh, sl, dh, dl, sp, dp = cols.src_hi, cols.src_lo, cols.dst_hi, cols.dst_lo, cols.sport, cols.dport
+    a = (sh < dh) | ((sh == dh) & ((sl < dl) | ((sl == dl) & (sp <= dp))))
+    key = mix_columns(
+        np.where(a, sh, dh), np.where(a, sl, dl), np.where(a, dh, sh), np.where(a, dl, sl),
+        np.where(a, sp, dp).astype(np.int32), np.where(a, dp, sp).astype(np.int32), cols.proto,
+    )  # fmt: skip
+    return a.astype(np.uint8), key
 
 
 @dataclass
@@ -83,7 +94,7 @@ def attribute_fragments(cols: PacketColumns, frags: Fragments, state: DecodeStat
     """Give later IP fragments their first fragment's ports; needs chunks in capture order."""
     if frags.any():
         _attribute_fragments(cols, frags.frag_off, frags.more, frags.frag_id, state)
-        cols.a_is_src = cols.flow_key = None  # later fragments changed ports: keys are recomputed
+        cols.a_is_src, cols.flow_key = canonical_keys(cols)  # later fragments got ports: new keys
 
 
 def decode_frames(chunk: FrameChunk) -> tuple[PacketColumns, Fragments, Counter]:
@@ -211,6 +222,7 @@ def decode_frames_numpy(chunk: FrameChunk) -> tuple[PacketColumns, Fragments, Co
         if not todo.size:
             break
 
+    cols.a_is_src, cols.flow_key = canonical_keys(cols)
     return cols, Fragments(frag_off, more_frags, frag_id), counters
 
 

@@ -3,7 +3,8 @@ that merge exactly, the first packets of each flow sampled for dissection and me
 tapped into per-stream state. The same partial tables serve chunks, byte ranges of one file
 scanned in parallel, rotated file sets and Dask workers.
 
-- `scanner`: the pass itself (`scan_capture`, `scan_raw`).
+- `scanner`: `scan_capture`, one pass or several cores (byte ranges; the media tap beside).
+- `chunks`: the per-chunk work, the sampler and the sequential pass (`one_pass`).
 - `flows`: partial flow tables, their merge and the final table.
 - `groups`: a chunk's packets grouped by flow key (C twin `_groups.c`).
 - `media`: the media tap (per-stream RTP state, repeated-block statistic).

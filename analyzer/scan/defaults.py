@@ -1,13 +1,13 @@
-"""Settings read before anything heavy is imported (the CLI forks its scan child on them)."""
+"""The scan options of `confscope flows` and of a session, defined once."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 # A session keeps media state and samples per flow anyway (its memory budget is 250 MiB, against
 # 150 MiB for `confscope flows`), so it reads in larger chunks: fewer chunks, less per-chunk cost.
-ANALYZE_CHUNK_BYTES = int(os.environ.get("CONFSCOPE_ANALYZE_CHUNK_BYTES", 16 * 1024 * 1024))
+# `scan_capture(chunk_bytes=...)` is the parameter for anyone who wants another size.
+ANALYZE_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 def flows_scan_options(dissect: bool) -> dict[str, Any]:

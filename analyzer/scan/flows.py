@@ -15,13 +15,11 @@ import struct
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 
 from analyzer.common.hashing import mix_columns
-from analyzer.common.lazy import lazy_import
 from analyzer.decode import PacketColumns
 from analyzer.decode import reasons as R
-
-pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/common/lazy.py)
 
 NO_TS = np.iinfo(np.int64).max
 TCP_SYN, TCP_ACK = 0x02, 0x10

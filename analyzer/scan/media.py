@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 
 from analyzer.common.compiled import load
 from analyzer.common.hashing import mix_columns
-from analyzer.common.lazy import lazy_import
 from analyzer.dissect.kinds import (
     RTP,
     ZOOM_MEDIA,
@@ -31,8 +31,6 @@ from analyzer.dissect.kinds import (
     c_packet_columns,
 )
 from analyzer.scan.groups import factorize
-
-pd = lazy_import("pandas")  # only finished scans need pandas (analyzer/common/lazy.py)
 
 MEDIA_TYPES: tuple[str, ...] = ("unknown", "audio", "video", "screenshare", "fec")
 UNKNOWN, AUDIO, VIDEO, SCREEN, FEC = range(len(MEDIA_TYPES))

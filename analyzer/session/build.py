@@ -13,7 +13,7 @@ from analyzer.capture.digest import open_hashed
 from analyzer.capture.source import FIFO_WAIT_SECONDS, CaptureSource, source_name
 from analyzer.geo.endpoints import flow_vantage, remote_endpoints, rtt_plausibility
 from analyzer.scan.defaults import analyze_scan_options
-from analyzer.scan.scanner import ProgressFn, ScanResult, scan_capture
+from analyzer.scan.scanner import PARALLEL_MIN_BYTES, ProgressFn, ScanResult, scan_capture, scan_pool, scan_workers
 from analyzer.session.findings import (
     capture_findings,
     cleartext_key_findings,
@@ -52,9 +52,14 @@ def analyze(
     name: str | None = None,
     resolver: Any = None,
     fifo_wait: float = FIFO_WAIT_SECONDS,
+    workers: int | None = None,
+    parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     **options: Any,
 ) -> Session:
     """Analyse one capture (path, `-` for standard input, bytes or binary file object).
+
+    `workers`, `parallel_min_bytes`: the scan of a large file uses two cores (None = auto: from
+    `parallel_min_bytes` bytes on a multi-core machine; 1 = one process), see analyzer/scan/scanner.py.
 
     Options: geoip (paths of MaxMind-format databases), allow ("CC,CC" or a list), region (a name
     from analyzer/data/regions.toml), policy (a TOML file), vantage ("CC" or "LAT,LON"),
@@ -69,14 +74,17 @@ def analyze(
     1
     """
     opts = check_options(options)
-    # A pipe or FIFO is read once, hashed as read (capture/digest.py); a file is hashed beside.
-    readable, hasher = open_hashed(source, fifo_wait)
-    try:
-        scan = scan_capture(readable, progress=progress, **analyze_scan_options(name))
-        sha256 = hasher.result()
-    finally:
-        if readable is not source:
-            readable.close()  # type: ignore[union-attr]
+    # A pipe or FIFO is read once, hashed as read (capture/digest.py); a file is hashed beside. The
+    # scan's worker pool (if any) is forked before the hashing thread starts (scanner.scan_pool).
+    n = scan_workers(source, workers, media=True, parallel_min_bytes=parallel_min_bytes)
+    with scan_pool(n) as pool:
+        readable, hasher = open_hashed(source, fifo_wait)
+        try:
+            scan = scan_capture(readable, progress=progress, workers=n, executor=pool, **analyze_scan_options(name))
+            sha256 = hasher.result()
+        finally:
+            if readable is not source:
+                readable.close()  # type: ignore[union-attr]
     return session_from_scan(scan, source, opts, sha256=sha256, resolver=resolver)
 
 
@@ -163,4 +171,3 @@ def _empty_classified(flows: pd.DataFrame) -> pd.DataFrame:
     out["roles"] = pd.Series(dtype=object)
     out["bytes_by_role"] = pd.Series(dtype=object)
     return out
-

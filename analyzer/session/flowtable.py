@@ -25,9 +25,12 @@ def flow_table(
     dissect: bool = True,
     progress: ProgressFn | None = None,
     fifo_wait: float = FIFO_WAIT_SECONDS,
+    workers: int | None = None,
+    parallel_min_bytes: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Return (flows, capture info dict) for one capture (`-` reads standard input; a FIFO must
-    get a writer within `fifo_wait` seconds)."""
+    get a writer within `fifo_wait` seconds). `workers` / `parallel_min_bytes`: byte ranges of a
+    file scanned in parallel (analyzer/scan/scanner.py; None = auto / the default threshold)."""
     if engine not in ENGINES:
         raise OptionError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine != "native":
@@ -42,7 +45,8 @@ def flow_table(
             if stream is not sys.stdin.buffer:
                 stream.close()
     else:
-        result = scan_capture(source, progress=progress, **flows_scan_options(dissect))
+        size_rule = {} if parallel_min_bytes is None else {"parallel_min_bytes": parallel_min_bytes}
+        result = scan_capture(source, progress=progress, workers=workers, **size_rule, **flows_scan_options(dissect))
     flows = result.flows
     base = [c for c in flows.columns if c not in INTERNAL_COLUMNS and not c.startswith("kind_")]
     if dissect and len(flows):
