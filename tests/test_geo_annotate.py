@@ -43,13 +43,14 @@ def test_annotate_flows_columns_and_values(res: GeoResolver) -> None:
     for col in ("server_country", "server_asn", "server_org", "server_scope", "registered_country",
                 "geo_sources", "geo_disagreement", "client_country", "client_asn"):
         assert col in out.columns
-    assert out["server_country"].tolist() == ["US", None, "CN", "US", "US"]
+    # 2001:4860:4860::8888: DB-IP (the default location database) says CA, registration US.
+    assert out["server_country"].tolist() == ["US", None, "CN", "CA", "US"]
     assert out["server_scope"].tolist() == ["public", "private", "public", "public", "public"]
     assert out["server_asn"].dtype == "Int64"
     assert out["server_asn"].tolist()[:1] == [30103] and pd.isna(out["server_asn"].iloc[1])
     assert out["server_org"].iloc[2].startswith("Shenzhen Tencent")
     assert out["registered_country"].tolist() == ["US", None, "CN", "US", "US"]
-    assert "country=embedded-country" in out["geo_sources"].iloc[0]
+    assert "country=embedded-location" in out["geo_sources"].iloc[0]
     assert out["geo_sources"].iloc[1] == ""
     assert out["geo_disagreement"].dtype == bool and not out["geo_disagreement"].any()
     # Only the public client (8.8.8.8) gets a country and an ASN.

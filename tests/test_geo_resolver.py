@@ -228,7 +228,7 @@ def test_named_database_errors(tmp_path: Path, geo_env: dict[str, str]) -> None:
 def test_provenance_lists_every_database(dbs: dict[str, Path], geo_env: dict[str, str]) -> None:
     prov = resolver([dbs["city"]], geo_env).provenance()
     by_name = {p["name"]: p for p in prov}
-    assert set(by_name) == {"Test-City.mmdb", "embedded-country", "embedded-asn", "iptocc"}
+    assert set(by_name) == {"Test-City.mmdb", "embedded-location", "embedded-country", "embedded-asn", "iptocc"}
     for p in prov:
         assert {"name", "type", "build_date", "sha256", "path"} <= set(p)
     assert by_name["Test-City.mmdb"]["sha256"] == hashlib.sha256(dbs["city"].read_bytes()).hexdigest()
@@ -236,6 +236,10 @@ def test_provenance_lists_every_database(dbs: dict[str, Path], geo_env: dict[str
     files = manifest()["files"]
     assert by_name["embedded-asn"]["sha256"] == files["asn.mmdb.xz"]["sha256"]
     assert by_name["embedded-country"]["data_date"] == "2026-06-17"
+    # The default location database is DB-IP Lite of June 2026, with its attribution.
+    assert by_name["embedded-location"]["data_date"] == "2026-06-01"
+    assert "db-ip.com" in by_name["embedded-location"]["attribution"]
+    assert by_name["embedded-location"]["sha256"] == files["dbip-country.mmdb.xz"]["sha256"]
     json.dumps(prov)  # must be serialisable into report.json
 
 
@@ -244,17 +248,29 @@ def test_provenance_lists_every_database(dbs: dict[str, Path], geo_env: dict[str
 def test_ipv6_user_database(dbs: dict[str, Path], geo_env: dict[str, str]) -> None:
     r = resolver([dbs["city"]], geo_env).lookup("2a03:2880:f003::1")
     assert r.country == "US" and "country=Test-City.mmdb" in r.sources
-    # iptocc (the embedded IPv6 country) says IE for Facebook's Irish allocation.
-    assert r.disagreement is True and ("iptocc", "IE") in r.alternatives
+    # DB-IP (a location database) agrees; iptocc's registration answer (IE, Facebook's Irish
+    # allocation) is a second opinion, not a disagreement: registration is not location.
+    assert r.disagreement is False and ("iptocc", "IE") in r.alternatives
+    assert ("registered", "registered", "IE") in r.answers and ("dbip", "database", "US") in r.answers
 
 
 def test_ipv6_embedded_uses_iptocc_not_the_au_bug(embedded: GeoResolver) -> None:
     # 2001:df0::/29 holds APNIC assignments the npm geo-whois-asn data labels AU (geodata.md §4);
-    # 2001:df0::1 is the University of Auckland (NZ). iptocc answers, the mmdb is a second opinion.
+    # 2001:df0::1 is the University of Auckland (NZ). DB-IP locates it; the registration answer
+    # for IPv6 is iptocc (NZ), never the buggy mmdb, which stays a second opinion.
     r = embedded.lookup("2001:df0::1")
-    assert r.country == "NZ" and "country=iptocc" in r.sources
+    assert r.country == "NZ" and "country=embedded-location" in r.sources
+    assert ("registered", "registered", "NZ") in r.answers
     assert ("embedded-country", "AU") in r.alternatives
     assert r.disagreement is False
+
+
+def test_registration_is_the_country_only_without_a_location_database(geo_env: dict[str, str]) -> None:
+    res = GeoResolver(search_default_dirs=False, env=geo_env)
+    res.embedded_location = None  # as if DB-IP were missing
+    r = res.lookup("3.7.35.1")
+    assert r.country == "IN" and "country=embedded-country" in r.sources
+    assert r.answers == (("registered", "registered", "IN"),)
 
 
 def test_ipv4_mapped_and_nat64_resolve_as_ipv4(embedded: GeoResolver) -> None:
@@ -270,8 +286,8 @@ def test_ipv4_mapped_and_nat64_resolve_as_ipv4(embedded: GeoResolver) -> None:
     ("109.244.194.121", "CN", "CN", 45090, "Tencent"),  # Citizen Lab's "Beijing" Zoom server
     ("3.7.35.1", "IN", "US", 16509, "Amazon"),  # AWS Mumbai: located IN, registered US
     ("193.122.35.237", "DE", "US", 31898, "Oracle"),  # OCI Frankfurt: located DE, registered US
-    ("149.154.167.51", "GB", "AG", 62041, "Telegram"),  # geo-whois-asn says GB, iptocc AG
-    ("2001:4860:4860::8888", "US", "US", 15169, "Google"),  # IPv6: iptocc US
+    ("149.154.167.51", "GB", "AG", 62041, "Telegram"),  # DB-IP 2026-06 says GB, iptocc AG
+    ("2001:4860:4860::8888", "CA", "US", 15169, "Google"),  # IPv6: DB-IP CA (geodata.md 3.3), iptocc US
 ])
 def test_embedded_known_addresses(embedded: GeoResolver, ip: str, country: str, registered: str,
                                   asn: int, org_word: str) -> None:

@@ -1,9 +1,11 @@
 """GeoResolver: one address in, one GeoResult out, from user databases first and embedded data next.
 
-Order of answers (research note geodata.md, section 1):
+Order of answers (research notes geodata.md section 1 and locations.md):
 - located country: user City/Country/flat databases in precedence order; otherwise the embedded
-  country mmdb for IPv4, and for IPv6 iptocc (the embedded IPv6 country data labels many APNIC
-  blocks AU), with the embedded mmdb kept as a second opinion;
+  *location* database (DB-IP IP-to-Country Lite); only when no location database answers, the
+  registration answer: the embedded geo-whois-asn mmdb for IPv4 and iptocc for IPv6 (the embedded
+  IPv6 data labels many APNIC blocks AU). Registration is not location (cloud and CDN servers are
+  registered in the owner's home country), so it is a second opinion, never a disagreement;
 - registered country: always iptocc (RIR delegations), a user database's registered_country only
   when iptocc has none;
 - ASN and organisation: user ASN/ISP/Enterprise/flat databases, then the embedded ASN mmdb;
@@ -37,7 +39,14 @@ from analyzer.geo.scopes import PUBLIC, address_scope, normalize_ip
 
 UNKNOWN_COUNTRY = "ZZ"
 IPTOCC = "iptocc"
-_EMBEDDED_NAMES = {"country.mmdb.xz": "embedded-country", "asn.mmdb.xz": "embedded-asn"}
+_EMBEDDED_NAMES = {
+    "dbip-country.mmdb.xz": "embedded-location",
+    "country.mmdb.xz": "embedded-country",
+    "asn.mmdb.xz": "embedded-asn",
+}
+# Evidence source names (geo/evidence.py): the embedded location database and the registration answer.
+DBIP_SOURCE = "dbip"
+REGISTERED_SOURCE = "registered"
 
 
 @dataclass(frozen=True)
@@ -64,11 +73,16 @@ class GeoResult:
     alternatives: tuple[tuple[str, str], ...] = ()
     found: bool = False
     reason: str = ""
+    # Every database's country as (evidence source, kind, country): kind "database" for location
+    # databases (user files as "geoip:<file>", the embedded DB-IP as "dbip"), "registered" for the
+    # registration answer. geo/evidence.py weighs them; `country` above is only the first answer.
+    answers: tuple[tuple[str, str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["sources"] = list(self.sources)
         d["alternatives"] = [{"source": s, "country": c} for s, c in self.alternatives]
+        d["answers"] = [{"source": s, "kind": k, "country": c} for s, k, c in self.answers]
         return d
 
 
@@ -100,6 +114,7 @@ class GeoResolver:
         self.warnings: list[str] = []
         self.user_dbs: list[GeoDatabase] = []
         self.embedded_country: GeoDatabase | None = None
+        self.embedded_location: GeoDatabase | None = None
         self.embedded_asn: GeoDatabase | None = None
         self.use_embedded = use_embedded
         self._cache: dict[str, GeoResult] = {}
@@ -140,12 +155,15 @@ class GeoResolver:
             # but the data itself is older: data_date says how old.
             if meta.get("kind") == "ASN":
                 self.embedded_asn = db
+            elif meta.get("kind") == "Location":
+                self.embedded_location = db
             else:
                 self.embedded_country = db
 
     @property
     def databases(self) -> list[GeoDatabase]:
-        return [*self.user_dbs, *(d for d in (self.embedded_country, self.embedded_asn) if d is not None)]
+        embedded = (self.embedded_location, self.embedded_country, self.embedded_asn)
+        return [*self.user_dbs, *(d for d in embedded if d is not None)]
 
     def provenance(self) -> list[dict[str, Any]]:
         """One entry per database in use: name, type, build_date, sha256, path (+ origin, source)."""
@@ -186,6 +204,7 @@ class GeoResolver:
         sources: list[str] = []
         located: list[tuple[str, str]] = []  # (database, country) answers that count for disagreement
         second_opinions: list[tuple[str, str]] = []
+        registration_only: list[tuple[str, str]] = []  # the registration answer when nothing locates
         asn: int | None = None
         org: str | None = None
         lat = lon = None
@@ -194,12 +213,14 @@ class GeoResolver:
         asn_source = ""
         coord_source = ""
 
+        answers: list[tuple[str, str, str]] = []
         for db in self.user_dbs:
             ans = db.lookup(query)
             if ans is None:
                 continue
             if ans.country:
                 located.append((db.name, ans.country))
+                answers.append((f"geoip:{db.name}", "database", ans.country))
             if ans.registered_country and user_registered is None:
                 user_registered = (db.name, ans.registered_country)
             if ans.asn is not None and asn is None:
@@ -209,21 +230,36 @@ class GeoResolver:
 
         registered = _iptocc(query)
         if self.use_embedded:
+            loc = self.embedded_location.lookup(query) if self.embedded_location else None
+            if loc is not None and loc.country and self.embedded_location:
+                located.append((self.embedded_location.name, loc.country))
+                answers.append((DBIP_SOURCE, "database", loc.country))
             emb = self.embedded_country.lookup(query) if self.embedded_country else None
             emb_cc = emb.country if emb else None
+            # The registration answer: iptocc for IPv6 (the embedded IPv6 data has the AU bug),
+            # the embedded geo-whois-asn mmdb for IPv4. It is the country only when no location
+            # database answered; otherwise a second opinion.
+            reg_answer: tuple[str, str] | None = None
             if isinstance(addr, ipaddress.IPv6Address):
-                # iptocc is the embedded IPv6 country; the embedded mmdb only a second opinion.
                 if registered:
-                    located.append((IPTOCC, registered))
+                    reg_answer = (IPTOCC, registered)
                 if emb_cc and self.embedded_country:
                     second_opinions.append((self.embedded_country.name, emb_cc))
             elif emb_cc and self.embedded_country:
-                located.append((self.embedded_country.name, emb_cc))
+                reg_answer = (self.embedded_country.name, emb_cc)
+            if reg_answer is not None:
+                answers.append((REGISTERED_SOURCE, "registered", reg_answer[1]))
+                if located:
+                    second_opinions.append(reg_answer)
+                else:
+                    registration_only.append(reg_answer)
             if asn is None and self.embedded_asn is not None:
                 a = self.embedded_asn.lookup(query)
                 if a is not None and a.asn is not None:
                     asn, org, asn_source = a.asn, a.org, self.embedded_asn.name
 
+        disagreement = any(cc != located[0][1] for _, cc in located[1:])
+        located = located or registration_only
         if located:
             country_source, country = located[0]
             sources.append(f"country={country_source}")
@@ -242,13 +278,12 @@ class GeoResolver:
         alternatives = tuple(
             (src, cc) for src, cc in (*located[1:], *second_opinions) if cc != country
         )
-        disagreement = any(cc != country for _, cc in located[1:])
         found = bool(located) or asn is not None
         return GeoResult(
             ip=ip, scope=scope, country=country, registered_country=registered, asn=asn, org=org,
             latitude=lat, longitude=lon, accuracy_radius_km=radius, sources=tuple(sources),
             disagreement=disagreement, alternatives=alternatives, found=found,
-            reason="found" if found else "not-found",
+            reason="found" if found else "not-found", answers=tuple(answers),
         )
 
     def close(self) -> None:
