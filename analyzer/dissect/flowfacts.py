@@ -56,7 +56,8 @@ FACT_COLUMNS: tuple[str, ...] = (
     "stun_attr_types",
     "stun_msg_types",
     "stun_classic",
-    "stun_mapped",  # client's reflexive (public) address(es) from (XOR-)MAPPED-ADDRESS in responses
+    "stun_mapped",  # reflexive address(es) in answers sent by the flow's server side (to the client)
+    "stun_mapped_c2s",  # reflexive address(es) in answers sent by the client side (ICE checks, inbound flows)
     "stun_relayed",
     "stun_peers",
     "stun_rtt_ms",  # smallest request/answer round trip seen (ms)
@@ -531,14 +532,19 @@ def _stun_or_channel(p: bytes, d: int, f: _Facts, ts_ns: int = 0) -> bool:
         f["stun_realm"] = _clean(msg.realm)
     if msg.username is not None:
         f.add("stun_usernames", _clean(msg.username))
-    # Responses carry the reflexive address; Zoom's cookie-less response type 0x0002 does not
-    # encode the RFC 5389 success class, so any message with a mapped address counts.
+    # Responses carry the reflexive address of the side they are sent to; Zoom's cookie-less
+    # response type 0x0002 does not encode the RFC 5389 success class, so any message with a mapped
+    # address counts. The direction is kept: only an answer travelling towards the capturing host
+    # tells where that host is (the session decides which side that is). Relayed addresses
+    # (XOR-RELAYED-ADDRESS, MS-TURN's Allocate MAPPED-ADDRESS) are the relay's, never the client's.
     if msg.msg_class == "success" or msg.classic:
+        key = "stun_mapped" if d == 1 else "stun_mapped_c2s"
         for addr in (msg.xor_mapped, msg.mapped):
             if addr is not None:
-                f.add("stun_mapped", (addr.ip, addr.port))
-        if msg.xor_relayed is not None:
-            f.add("stun_relayed", (msg.xor_relayed.ip, msg.xor_relayed.port))
+                f.add(key, (addr.ip, addr.port))
+        for relayed in (msg.xor_relayed, msg.ms_relayed):
+            if relayed is not None:
+                f.add("stun_relayed", (relayed.ip, relayed.port))
     if msg.xor_peer is not None:
         f.add("stun_peers", (msg.xor_peer.ip, msg.xor_peer.port))
     return True

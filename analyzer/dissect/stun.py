@@ -29,6 +29,14 @@ ATTR_XOR_MAPPED_ADDRESS = 0x0020
 ATTR_MESSAGE_INTEGRITY_SHA256 = 0x001C
 ATTR_SOFTWARE = 0x8022
 ATTR_FINGERPRINT = 0x8028
+# [MS-TURN] 2.2.2.16 / 2.2.2.17 / 2.2.2.23: the client's reflexive address is XOR-MAPPED-ADDRESS
+# under the old draft number 0x8020; MS-Version 0x8008 marks the dialect; in an Allocate response
+# MAPPED-ADDRESS (0x0001) and MS-Alternate Mapped Address (0x8090) are the *allocated* (relayed)
+# IPv4 / IPv6 addresses on the TURN server, not the client's (MS-TURN 3.2.5.1).
+ATTR_MS_XOR_MAPPED_ADDRESS = 0x8020
+ATTR_MS_VERSION = 0x8008
+ATTR_MS_ALTERNATE_MAPPED = 0x8090
+METHOD_ALLOCATE = 0x003
 # Zoom's classic-STUN response carries the reflexive address, un-XORed, in 0x0103 (protocols.md 1.6).
 ATTR_ZOOM_MAPPED = 0x0103
 
@@ -72,6 +80,7 @@ class StunMessage:
     error_code: int | None = None
     channel: int | None = None
     data: bytes | None = None  # DATA attribute of Send/Data indications (a relayed datagram)
+    ms_relayed: StunAddress | None = None  # MS-TURN Allocate answer: MAPPED-ADDRESS = allocated relay address
     truncated: bool = False  # the attribute walk did not end exactly at the message end
 
     @property
@@ -162,6 +171,15 @@ def _parse_stun(data: bytes) -> StunMessage | None:
         pos += 4 + alen + (-alen % 4)  # attributes are padded to 4 bytes
     if pos != end:
         truncated = True
+    if method == METHOD_ALLOCATE and (
+        ms_turn or ATTR_MS_VERSION in types or ATTR_MS_XOR_MAPPED_ADDRESS in types or ATTR_MS_ALTERNATE_MAPPED in types
+    ):
+        # MS-TURN Allocate answer: what MAPPED-ADDRESS holds is the relay's allocated address.
+        relayed = fields.pop("mapped", None) or fields.pop("ms_alt_mapped", None)
+        fields.pop("ms_alt_mapped", None)
+        if relayed is not None:
+            fields["ms_relayed"] = relayed
+    fields.pop("ms_alt_mapped", None)
     return StunMessage(
         msg_type=msg_type,
         method=method,
@@ -185,8 +203,10 @@ def _put(fields: dict[str, object], key: str, value: object) -> None:
 def _attribute(atype: int, value: bytes, txid: bytes, fields: dict[str, object]) -> None:
     if atype in (ATTR_MAPPED_ADDRESS, ATTR_ZOOM_MAPPED):
         _put(fields, "mapped", _address(value, False, txid))
-    elif atype == ATTR_XOR_MAPPED_ADDRESS:
+    elif atype in (ATTR_XOR_MAPPED_ADDRESS, ATTR_MS_XOR_MAPPED_ADDRESS):
         _put(fields, "xor_mapped", _address(value, True, txid))
+    elif atype == ATTR_MS_ALTERNATE_MAPPED:
+        _put(fields, "ms_alt_mapped", _address(value, False, txid))
     elif atype == ATTR_XOR_RELAYED_ADDRESS:
         _put(fields, "xor_relayed", _address(value, True, txid))
     elif atype == ATTR_XOR_PEER_ADDRESS:

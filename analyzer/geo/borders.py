@@ -344,3 +344,30 @@ def distance_to_country_km(lat: float, lon: float, cc: str, resolution: str = "5
     seg_start[ends - 1] = False  # the pair (last point of a ring, first of the next) is no segment
     a, b = u[:-1][seg_start], u[1:][seg_start]
     return _min_distance_to_segments(p, a, b) * EARTH_RADIUS_KM
+
+
+# The 110m outlines are simplified: a vertex can sit up to a few hundred km from the true border,
+# so vertex-to-vertex distances are lowered by this much before they serve as a bound.
+_OUTLINE_SLACK_KM = 300.0
+
+
+@cache
+def country_distance_km(a: str, b: str) -> float:
+    """A lower bound on the distance between two countries' outlines (0 when they touch).
+
+    Used to test whether two servers' claimed countries can both hold (their RTTs bound the
+    distance between them, vantage known or not). NaN when either country has no outline.
+    """
+    a, b = a.upper(), b.upper()
+    if a == b:
+        return 0.0
+    ra, rb = _rings_for(a, "110m"), _rings_for(b, "110m")
+    if not ra or not rb:
+        return math.nan
+    pa, pb = np.concatenate(ra), np.concatenate(rb)
+    ua, ub = _unit(pa[:, 1], pa[:, 0]), _unit(pb[:, 1], pb[:, 0])
+    best = -1.0
+    for start in range(0, ua.shape[0], 512):  # bounded memory for large countries
+        best = max(best, float(np.max(ua[start : start + 512] @ ub.T)))
+    km = math.acos(max(-1.0, min(1.0, best))) * EARTH_RADIUS_KM
+    return max(0.0, km - _OUTLINE_SLACK_KM)

@@ -25,21 +25,57 @@ def remote_endpoints(flows: pd.DataFrame, resolver: Any) -> pd.DataFrame:
 
 
 def flow_vantage(flows: pd.DataFrame, resolver: Any, stated: Any) -> dict[str, Any]:
-    from analyzer.geo.vantage import vantage_from_ips
+    """Where the capture was taken, from evidence: STUN/TURN answers sent *towards* the capturing
+    host (their (XOR-)MAPPED-ADDRESS is that host's public address) and its own public addresses.
 
+    Relayed addresses (XOR-RELAYED-ADDRESS, MS-TURN's Allocate MAPPED-ADDRESS) and addresses that
+    are the remote end of any flow (servers, relays, peers) never become the client; they are
+    listed as rejected alternatives with the reason.
+    """
+    from analyzer.geo.vantage import vantage_from_evidence
+
+    remotes = {str(r) for r in flows["remote_ip"]} if len(flows) else set()
     local = sorted(
         {
             c if r == srv else srv
             for c, srv, r in zip(flows["client_ip"], flows["server_ip"], flows["remote_ip"], strict=True)
         }
     )
-    mapped = sorted({ip for v in flows.get("stun_mapped", pd.Series(dtype=object)).dropna() for ip in _ips(v)})
-    public_local = [ip for ip in local if resolver.lookup(ip).scope == "public"]
-    public = sorted(set(mapped) | set(public_local))
+    relayed = {ip for v in flows.get("stun_relayed", pd.Series(dtype=object)).dropna() for ip in _ips(v)}
+    candidates: list[tuple[str, str]] = []  # (ip, how it was learnt)
+    rejected: list[dict[str, str]] = []
+    has_c2s = "stun_mapped_c2s" in flows
+    for row in flows.itertuples(index=False):
+        inbound = row.remote_ip == row.client_ip  # the capturing host is the flow's server side
+        col = "stun_mapped_c2s" if inbound else "stun_mapped"
+        if inbound and not has_c2s:
+            continue
+        for ip in _ips(getattr(row, col, None)):
+            candidates.append((ip, f"STUN answer from {row.remote_ip} (flow {int(row.flow_id)})"))
+    for ip in local:
+        if resolver.lookup(ip).scope == "public":
+            candidates.append((ip, "the capturing host's own public address"))
+    accepted: list[tuple[str, str]] = []
+    for ip, how in candidates:
+        if ip in relayed:
+            rejected.append({"ip": ip, "reason": f"a TURN relayed address ({how}), the relay's, not the client's"})
+        elif ip in remotes:
+            rejected.append({"ip": ip, "reason": f"the remote end of a flow (server, relay or peer), {how}"})
+        elif resolver.lookup(ip).scope != "public":
+            continue
+        else:
+            accepted.append((ip, how))
+    for ip in sorted(relayed):
+        rejected.append({"ip": ip, "reason": "a TURN relayed address (XOR-RELAYED-ADDRESS or MS-TURN Allocate "
+                                              "MAPPED-ADDRESS): the relay's, never the client's"})
+    rejected = [dict(t) for t in {tuple(sorted(r.items())) for r in rejected}]
+    rejected.sort(key=lambda r: r["ip"])
+    public = sorted({ip for ip, _ in accepted})
     if stated is not None:
-        v = stated
+        v, evidence, confidence = stated, [{"source": stated.source, "ip": None, "country": stated.country,
+                                            "detail": "stated with --vantage"}], "stated"
     else:
-        v = vantage_from_ips(public, resolver)
+        v, evidence, confidence = vantage_from_evidence(accepted, resolver)
     return {
         "local_ips": local[:50],
         "public_ips": public[:50],
@@ -47,7 +83,18 @@ def flow_vantage(flows: pd.DataFrame, resolver: Any, stated: Any) -> dict[str, A
         "latitude": v.latitude,
         "longitude": v.longitude,
         "source": v.source,
+        "confidence": confidence,
+        "evidence": evidence[:50],
+        "rejected": rejected[:50],
     }
+
+
+def flow_min_rtt(flows: pd.DataFrame) -> pd.Series:
+    """Smallest round trip per flow (TCP handshake, STUN request/answer), NaN where none was seen."""
+    rtt = flows["tcp_rtt_ms"].astype(float) if "tcp_rtt_ms" in flows else pd.Series(np.nan, index=flows.index)
+    if "stun_rtt_ms" in flows:
+        rtt = np.fmin(rtt, flows["stun_rtt_ms"].astype(float))
+    return rtt
 
 
 def _ips(value: Any) -> list[str]:
@@ -65,9 +112,7 @@ def rtt_plausibility(flows: pd.DataFrame, vantage: dict[str, Any]) -> pd.DataFra
     from analyzer.geo.plausibility import check_plausible
 
     out = flows.copy()
-    rtt = out["tcp_rtt_ms"].astype(float)
-    if "stun_rtt_ms" in out:
-        rtt = np.fmin(rtt, out["stun_rtt_ms"].astype(float))
+    rtt = flow_min_rtt(out)
     out["min_rtt_ms"] = rtt
     latlon = (vantage["latitude"], vantage["longitude"]) if vantage.get("latitude") is not None else None
     countries = [
@@ -82,3 +127,103 @@ def rtt_plausibility(flows: pd.DataFrame, vantage: dict[str, Any]) -> pd.DataFra
     out["geo_implausible"] = np.isfinite(dist) & np.isfinite(bound) & (dist > bound)
     return out
 
+
+
+# The server's own names. Certificate SANs are left out: one certificate often covers every
+# facility of an operator (*.zoom.us and more), so a code in it says nothing about this server.
+_HOSTNAME_COLUMNS = ("hostname", "sni", "http_host")
+
+
+def _names(value: Any) -> list[str]:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        return [str(v) for v in value if isinstance(v, str)]
+    except TypeError:
+        return []
+
+
+def locate_endpoints(
+    flows: pd.DataFrame, resolver: Any, vantage: dict[str, Any],
+) -> tuple[pd.DataFrame, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Decide each public remote address's country from evidence (geo/evidence.py).
+
+    Returns the flows with remote_country / server_country set to the decided country and
+    `server_country_confidence`, the `endpoints` table of the report, and the pairwise RTT
+    conflicts. Work is per distinct address, never per packet.
+    """
+    from analyzer.geo.evidence import Location, apply_conflicts, decide, gather, pairwise_conflicts
+
+    out = flows.copy()
+    if out.empty:
+        out["server_country_confidence"] = pd.Series(dtype=object)
+        return out, [], []
+    out["min_rtt_ms"] = flow_min_rtt(out)
+    public = out[out["remote_scope"] == "public"]
+    latlon = (vantage["latitude"], vantage["longitude"]) if vantage.get("latitude") is not None else None
+    label = f"the vantage ({vantage.get('country') or 'given coordinates'})"
+    hostnames: dict[str, set[str]] = {}
+    cols = [c for c in _HOSTNAME_COLUMNS if c in public]
+    for ip, df in public.groupby("remote_ip"):
+        names: set[str] = set()
+        for c in cols:
+            for v in df[c]:
+                names.update(n for n in _names(v) if n != ip)
+        hostnames[str(ip)] = names
+    rtts = public.groupby("remote_ip")["min_rtt_ms"].min()
+    locations: dict[str, Location] = {}
+    for ip in sorted(hostnames):
+        geo = resolver.lookup(ip)
+        rtt = rtts.get(ip)
+        rtt = float(rtt) if rtt is not None and np.isfinite(rtt) else None
+        ev, ruled_out, anycast = gather(ip, getattr(geo, "answers", ()), hostnames[ip], rtt, latlon, label)
+        locations[ip] = decide(ip, ev, ruled_out, anycast, rtt)
+    conflicts = pairwise_conflicts(locations.values()) if latlon is None else []
+    apply_conflicts(locations, conflicts)
+
+    def decided(ip: str, current: Any) -> Any:
+        loc = locations.get(ip)
+        return loc.country if loc is not None and loc.country else current
+
+    out["remote_country"] = pd.Series(
+        [decided(ip, c) for ip, c in zip(out["remote_ip"], out["remote_country"], strict=True)],
+        index=out.index, dtype=object,
+    )
+    if "server_country" in out:
+        out["server_country"] = pd.Series(
+            [decided(s, c) if s == r else c
+             for s, r, c in zip(out["server_ip"], out["remote_ip"], out["server_country"], strict=True)],
+            index=out.index, dtype=object,
+        )
+    out["server_country_confidence"] = pd.Series(
+        [locations[ip].confidence if ip in locations else None for ip in out["remote_ip"]],
+        index=out.index, dtype=object,
+    )
+    table = [
+        _endpoint_row(locations[ip], resolver.lookup(ip), hostnames[ip], public[public["remote_ip"] == ip])
+        for ip in sorted(locations)
+    ]
+    table.sort(key=lambda r: (-r["bytes"], r["ip"]))
+    return out, table, conflicts
+
+
+def _endpoint_row(loc: Any, geo: Any, names: set[str], flows: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "ip": loc.ip,
+        "country": loc.country,
+        "confidence": loc.confidence,
+        "evidence": [e.to_dict() for e in loc.evidence],
+        "competing": loc.competing,
+        "contradictions": loc.contradictions,
+        "registered_country": geo.registered_country,
+        "asn": geo.asn,
+        "org": geo.org,
+        "hostnames": sorted(names)[:20],
+        "min_rtt_ms": None if loc.min_rtt_ms is None else round(float(loc.min_rtt_ms), 3),
+        "anycast": loc.anycast,
+        "apps": sorted({str(a) for a in flows["app"].fillna("unknown")}),
+        "flows": len(flows),
+        "bytes": int(flows["bytes"].sum()) if "bytes" in flows else 0,
+    }

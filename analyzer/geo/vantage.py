@@ -48,6 +48,35 @@ def parse_vantage(text: str) -> Vantage:
     return Vantage(centre[0], centre[1], cc, "option:country")
 
 
+def vantage_from_evidence(
+    accepted: list[tuple[str, str]], resolver: GeoResolver,
+) -> tuple[Vantage, list[dict[str, object]], str]:
+    """(vantage, evidence, confidence) from the capturing host's public addresses and how each was
+    learnt. Confidence: confirmed when two pieces agree (and none disagrees), likely with one,
+    contested when they name different countries (multi-homed host, VPN), unknown without any."""
+    evidence: list[dict[str, object]] = []
+    seen: set[tuple[str, str]] = set()
+    for ip, how in accepted:
+        if (ip, how) in seen:
+            continue
+        seen.add((ip, how))
+        r = resolver.lookup(ip)
+        cc = r.country if r.country and r.country != "ZZ" else None
+        evidence.append({"source": "stun-mapped" if how.startswith("STUN") else "local-address",
+                         "ip": ip, "country": cc, "detail": how})
+    v = vantage_from_ips(sorted({ip for ip, _ in accepted}), resolver)
+    countries = {e["country"] for e in evidence if e["country"]}
+    if v.country is None:
+        confidence = "unknown"
+    elif len(countries) > 1:
+        confidence = "contested"
+    elif sum(1 for e in evidence if e["country"] == v.country) >= 2:
+        confidence = "confirmed"
+    else:
+        confidence = "likely"
+    return v, evidence, confidence
+
+
 def vantage_from_ips(public_ips: Iterable[str], resolver: GeoResolver) -> Vantage:
     """Vantage from the capture's own public addresses (e.g. STUN mapped addresses).
 

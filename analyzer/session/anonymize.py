@@ -314,7 +314,7 @@ def _endpoints(flows: pd.DataFrame) -> tuple[set[str], set[str]]:
 def _reflexive(flows: pd.DataFrame) -> set[str]:
     """The capturing side's public addresses as other parties saw them (STUN, Discord discovery)."""
     out: set[str] = set()
-    for col in ("stun_mapped", "discord_ip_discovery"):
+    for col in ("stun_mapped", "stun_mapped_c2s", "discord_ip_discovery"):
         if col not in flows:
             continue
         for v in flows[col]:

@@ -11,14 +11,16 @@ import pandas as pd
 from analyzer import __version__
 from analyzer.capture.digest import open_hashed
 from analyzer.capture.source import FIFO_WAIT_SECONDS, CaptureSource, source_name
-from analyzer.geo.endpoints import flow_vantage, remote_endpoints, rtt_plausibility
+from analyzer.geo.endpoints import flow_vantage, locate_endpoints, remote_endpoints, rtt_plausibility
 from analyzer.scan.defaults import analyze_scan_options
 from analyzer.scan.scanner import PARALLEL_MIN_BYTES, ProgressFn, ScanResult, scan_capture, scan_pool, scan_workers
 from analyzer.session.findings import (
     capture_findings,
     cleartext_key_findings,
+    data_age_findings,
     ecb_findings,
     geo_findings,
+    location_findings,
     policy_findings,
     sort_findings,
 )
@@ -132,16 +134,19 @@ def build_session(
     flows = annotate_flows(flows, resolver)
     flows = remote_endpoints(flows, resolver)
     vantage = flow_vantage(flows, resolver, stated_vantage)
+    flows, endpoints, rtt_conflicts = locate_endpoints(flows, resolver, vantage)
     flows = rtt_plausibility(flows, vantage)
     streams = judge_streams(scan.streams)
     capture = scan.info.as_dict()
     capture["sha256"] = sha256
     capture["name"] = Path(source_name(source)).name
     viol = violations(flows, pol)
-    findings = policy_findings(viol, pol.source if pol else "")
+    findings = policy_findings(viol, pol.source if pol else "", endpoints)
     findings += cleartext_key_findings(flows)
     findings += ecb_findings(streams)
     findings += geo_findings(flows)
+    findings += location_findings(endpoints, rtt_conflicts)
+    findings += data_age_findings(capture, resolver.provenance())
     findings += capture_findings(capture)
     report = {
         "schema": SCHEMA,
@@ -150,6 +155,7 @@ def build_session(
         "capture": capture,
         "geo": {"databases": resolver.provenance(), "warnings": list(getattr(resolver, "warnings", []))},
         "vantage": vantage,
+        "endpoints": endpoints,
         "apps": apps_table(flows),
         "countries": countries_table(flows),
         "local": local_table(flows),

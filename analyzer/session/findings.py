@@ -31,18 +31,43 @@ def finding(
     }
 
 
-def policy_findings(violations: list[dict[str, Any]], policy_source: str) -> list[dict[str, Any]]:
+_WEAKER = {"critical": "high", "high": "medium", "medium": "low", "low": "low"}
+_CONFIDENCE_RANK = {"confirmed": 0, "likely": 1, "contested": 2, "unknown": 3}
+
+
+def policy_findings(
+    violations: list[dict[str, Any]], policy_source: str, endpoints: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """One finding per role code; violations whose location is contested or ruled out by RTT go to
+    a separate finding one severity lower that says "needs verification" and names the contradiction,
+    so a doubtful location is never reported as a certain critical violation."""
+    by_ip = {e["ip"]: e for e in endpoints or []}
     by_code: dict[tuple, list[dict]] = defaultdict(list)
     for v in violations:
-        by_code[POLICY_CODES.get(v["role"], OTHER_POLICY)].append(v)
+        doubtful = v.get("confidence") == "needs-verification"
+        by_code[(*POLICY_CODES.get(v["role"], OTHER_POLICY), doubtful)].append(v)
     out = []
-    for (code, severity, title), items in by_code.items():
+    for (code, severity, title, doubtful), items in by_code.items():
         places = sorted({(v["country"], v["app"] or "unknown") for v in items})
         where = ", ".join(f"{c} ({a})" for c, a in places)
         low_conf = all(v["confidence"] == "low" for v in items)
         detail = f"{len(items)} flow role(s) reach {where}, outside the policy {policy_source}." + (
             " The only countries involved are unknown (ZZ): confidence is low." if low_conf else ""
         )
+        levels = [v.get("location_confidence") or "unknown" for v in items]
+        confidence = max(levels, key=lambda c: _CONFIDENCE_RANK.get(c, 3)) if levels else "unknown"
+        extra: dict[str, Any] = {}
+        if doubtful:
+            severity, title = _WEAKER[severity], f"{title} (needs verification)"
+            reasons = []
+            for ip in sorted({v["remote_ip"] for v in items}):
+                why = (by_ip.get(ip) or {}).get("contradictions") or ["the RTT rules the claimed country out"]
+                reasons.append(f"{ip}: {why[0]}")
+            detail += " The location is contested, so this needs verification: " + "; ".join(reasons[:3]) + (
+                f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else ""
+            ) + "."
+            confidence = "contested"
+            extra["needs_verification"] = True
         out.append(
             finding(
                 code,
@@ -51,9 +76,78 @@ def policy_findings(violations: list[dict[str, Any]], policy_source: str) -> lis
                 detail,
                 [v["flow_id"] for v in items],
                 countries=sorted({c for c, _ in places}),
+                confidence=confidence,
+                **extra,
             )
         )
     return out
+
+
+def location_findings(endpoints: list[dict[str, Any]], conflicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pairwise RTT contradictions (vantage unknown) and contested server locations."""
+    out = []
+    if conflicts:
+        c = conflicts[0]
+        out.append(finding(
+            "GEO_RTT_INCONSISTENT",
+            "medium",
+            "Server locations that cannot all hold",
+            f"{len(conflicts)} server location(s) contradict the round-trip times of other servers in the same "
+            f"capture, vantage point unknown: {c['detail']}. At least one database answer is wrong (or the "
+            "address is anycast)." + (
+                f" Most claims fit a vantage in or near {c['vantage_hypothesis']}."
+                if c.get("vantage_hypothesis") else ""
+            ),
+            [],
+            confidence="contested",
+            addresses=sorted({x["ip"] for x in conflicts}),
+        ))
+    contested = [e for e in endpoints if e.get("confidence") == "contested"]
+    if contested:
+        e = contested[0]
+        out.append(finding(
+            "LOCATION_CONTESTED",
+            "low",
+            "Server locations contested by the evidence",
+            f"{len(contested)} remote address(es) have contradicting location evidence, e.g. {e['ip']} "
+            f"({e['country']}): " + "; ".join(e.get("contradictions", [])[:2]) + ". See the endpoints table.",
+            [],
+            confidence="contested",
+            addresses=[x["ip"] for x in contested][:50],
+        ))
+    return out
+
+
+def data_age_findings(capture: dict[str, Any], databases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Databases whose data is more than 12 months away from the capture's date."""
+    import datetime as dt
+
+    ts = capture.get("first_ts")
+    if not isinstance(ts, int | float) or not math.isfinite(ts) or ts <= 0:
+        return []
+    when = dt.datetime.fromtimestamp(float(ts), dt.UTC).date()
+    stale = []
+    for db in databases:
+        date = db.get("data_date") or db.get("build_date")
+        try:
+            data_day = dt.date.fromisoformat(str(date)[:10])
+        except ValueError:
+            continue
+        months = abs((data_day - when).days) / 30.44
+        if months > 12:
+            stale.append((db.get("name"), data_day, months))
+    if not stale:
+        return []
+    names = ", ".join(f"{n} (data of {d.isoformat()}, {m:.0f} months away)" for n, d, m in stale)
+    return [finding(
+        "GEO_DATA_AGE",
+        "low",
+        "Location data is far from the capture's date",
+        f"The capture was taken on {when.isoformat()}; located with {names}. Addresses move between "
+        "networks and countries: for a faithful answer pass a database of the capture's time with --geoip.",
+        [],
+        capture_date=when.isoformat(),
+    )]
 
 
 def cleartext_key_findings(flows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -137,6 +231,7 @@ def geo_findings(flows: pd.DataFrame) -> list[dict[str, Any]]:
                     f"{r['geo_bound_km']:.0f} km but the country is {r['geo_distance_km']:.0f} km away. Anycast or a "
                     "wrong database; treat these countries with caution.",
                     bad["flow_id"].tolist(),
+                    confidence="contested",
                 )
             )
     if "geo_disagreement" in flows:

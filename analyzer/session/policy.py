@@ -132,9 +132,10 @@ def violations(flows: pd.DataFrame, policy: Policy | None) -> list[dict[str, Any
     if policy is None or flows.empty:
         return []
     out: list[dict[str, Any]] = []
-    for row in flows[["flow_id", "roles", "remote_country", "remote_scope", "remote_ip", "app"]].itertuples(
-        index=False
-    ):
+    conf = flows["server_country_confidence"] if "server_country_confidence" in flows else [None] * len(flows)
+    implausible = flows["geo_implausible"] if "geo_implausible" in flows else [False] * len(flows)
+    cols = flows[["flow_id", "roles", "remote_country", "remote_scope", "remote_ip", "app"]]
+    for row, loc_conf, ruled_out in zip(cols.itertuples(index=False), conf, implausible, strict=True):
         if row.remote_scope != "public" or not row.remote_country:
             continue
         for role in row.roles:
@@ -142,6 +143,7 @@ def violations(flows: pd.DataFrame, policy: Policy | None) -> list[dict[str, Any
             if allowed is None or row.remote_country in allowed:
                 continue
             unknown = row.remote_country == UNKNOWN_COUNTRY
+            contested = loc_conf == "contested" or bool(ruled_out)
             out.append(
                 {
                     "flow_id": int(row.flow_id),
@@ -150,7 +152,10 @@ def violations(flows: pd.DataFrame, policy: Policy | None) -> list[dict[str, Any
                     "remote_ip": row.remote_ip,
                     "app": row.app,
                     "severity": "low" if unknown else SEVERITY.get(role, "low"),
-                    "confidence": "low" if unknown else "high",
+                    # "high"/"low" as before; "needs-verification" when the location it rests
+                    # on is contested or ruled out by RTT (the endpoint's evidence says why).
+                    "confidence": "low" if unknown else ("needs-verification" if contested else "high"),
+                    "location_confidence": loc_conf or ("unknown" if unknown else None),
                 }
             )
     return out

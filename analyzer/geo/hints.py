@@ -1,0 +1,90 @@
+"""Hostname hints: the facility an operator encodes in its servers' names, as location evidence.
+
+Rules live in analyzer/data/hostname_hints.toml, one per operator naming convention, each with its
+source. A code is only read inside a rule's pattern (never as a substring of an ordinary word), and
+resolved either through the rule's own table or, for airport codes, through the maintained PyPI
+dataset airportsdata. An unknown code gives no hint rather than a guess.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+
+@dataclass(frozen=True)
+class HostnameHint:
+    hostname: str
+    rule: str
+    operator: str
+    code: str
+    country: str
+    place: str
+    source: str
+
+    @property
+    def detail(self) -> str:
+        return f"{self.hostname}: '{self.code}' = {self.place} ({self.operator} naming rule {self.rule})"
+
+
+@dataclass(frozen=True)
+class _Rule:
+    name: str
+    operator: str
+    pattern: re.Pattern[str]
+    codes: str
+    source: str
+
+
+@cache
+def _data() -> tuple[tuple[_Rule, ...], dict[str, dict[str, Any]]]:
+    text = resources.files("analyzer.data").joinpath("hostname_hints.toml").read_text(encoding="utf-8")
+    raw = tomllib.loads(text)
+    rules = tuple(
+        _Rule(r["name"], r["operator"], re.compile(r["pattern"]), r["codes"], r["source"]) for r in raw["rule"]
+    )
+    return rules, raw.get("codes", {})
+
+
+@cache
+def _airports() -> dict[str, dict[str, Any]]:
+    try:
+        import airportsdata
+    except ImportError:  # the dependency is declared; without it airport-code rules stay silent
+        return {}
+    return airportsdata.load("IATA")
+
+
+def _resolve(table: str, code: str, codes: dict[str, dict[str, Any]]) -> tuple[str, str] | None:
+    if table == "iata":
+        airport = _airports().get(code.upper())
+        if not airport or not airport.get("country"):
+            return _resolve("iata-metro", code, codes)
+        return str(airport["country"]).upper(), f"{airport.get('city') or airport.get('name')} airport {code.upper()}"
+    entry = codes.get(table, {}).get(code)
+    if not isinstance(entry, dict) or not entry.get("country"):
+        return None
+    return str(entry["country"]).upper(), str(entry.get("place", code))
+
+
+@cache
+def hostname_hints(hostname: str) -> tuple[HostnameHint, ...]:
+    """Every rule's reading of one name (usually none, at most one per rule)."""
+    name = (hostname or "").strip().lower().rstrip(".")
+    if not name or len(name) > 253 or name.startswith("*"):
+        return ()
+    rules, codes = _data()
+    out: list[HostnameHint] = []
+    for rule in rules:
+        m = rule.pattern.search(name)
+        if m is None:
+            continue
+        code = m.group("code")
+        hit = _resolve(rule.codes, code, codes)
+        if hit is not None:
+            out.append(HostnameHint(name, rule.name, rule.operator, code, hit[0], hit[1], rule.source))
+    return tuple(out)
