@@ -34,7 +34,8 @@ DBIP_URL = "https://db-ip.com"
 DBIP_TEXT = "IP Geolocation by DB-IP"
 ATTRIBUTIONS: tuple[str, ...] = (
     "Country borders: Natural Earth (public domain), via world-atlas (ISC).",
-    "Country data: ip-location-db geo-whois-asn-country (CC BY 4.0, NRO/RIR data); "
+    "Location data: DB-IP IP-to-Country Lite (CC BY 4.0), packaged by ip-location-db.",
+    "Registration data: ip-location-db geo-whois-asn-country (CC BY 4.0, NRO/RIR data); "
     "registered country: iptocc (RIR delegated statistics, credit NRO).",
     "ASN and organisation data: ip-location-db asn (CC BY 4.0: RouteViews, NRO and DB-IP).",
 )
@@ -108,3 +109,61 @@ def geo_databases(report: dict[str, Any]) -> list[dict[str, Any]]:
 def title(report: dict[str, Any]) -> str:
     path = str((report.get("capture") or {}).get("path") or "capture")
     return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+CONFIDENCE_ORDER: dict[str, int] = {"contested": 0, "unknown": 1, "likely": 2, "confirmed": 3}
+
+
+def located(country: Any, confidence: Any) -> str:
+    """"NL (confirmed)": a country always travels with the confidence of its location."""
+    cc = "" if country is None else str(to_plain(country))
+    conf = "" if confidence is None else str(to_plain(confidence))
+    if not cc:
+        return ""
+    return f"{cc} ({conf})" if conf else cc
+
+
+def endpoints(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The endpoints table, contested first, then by bytes."""
+    items = [e for e in report.get("endpoints") or [] if isinstance(e, dict)]
+    return sorted(items, key=lambda e: (CONFIDENCE_ORDER.get(str(e.get("confidence")), 9), -(e.get("bytes") or 0)))
+
+
+def evidence_text(e: dict[str, Any]) -> str:
+    """The endpoint's evidence in one line: "dbip NL, registered GB, hostname:zoom-datacenter NL"."""
+    parts = []
+    for piece in e.get("evidence") or []:
+        if isinstance(piece, dict) and piece.get("country"):
+            parts.append(f"{piece.get('source')} {piece.get('country')}")
+        elif isinstance(piece, dict) and piece.get("source") in ("anycast",):
+            parts.append("anycast")
+    return ", ".join(parts)
+
+
+def contest_text(e: dict[str, Any]) -> str:
+    """For a contested endpoint: the competing answers and the first contradiction."""
+    if e.get("confidence") != "contested":
+        return ""
+    competing = to_plain(e.get("competing")) or []
+    why = (to_plain(e.get("contradictions")) or [""])[0]
+    head = f"competing: {', '.join(str(c) for c in competing)}; " if competing else ""
+    return head + str(why)
+
+
+def kx_text(k: dict[str, Any]) -> str:
+    status = k.get("key_exchange_status")
+    if not status:
+        return ""
+    return f"{status}: {k.get('key_exchange_evidence') or ''}".strip()
+
+
+def vantage_text(report: dict[str, Any]) -> str:
+    v = report.get("vantage") or {}
+    cc = v.get("country")
+    if not cc:
+        return "unknown"
+    text = located(cc, v.get("confidence"))
+    rejected = [r for r in v.get("rejected") or [] if isinstance(r, dict)]
+    if rejected:
+        text += f"; rejected {len(rejected)}: " + ", ".join(str(r.get("ip")) for r in rejected[:3])
+    return text

@@ -45,6 +45,7 @@ svg text{font:12px system-ui,sans-serif;fill:#1d2125}svg .tlb{font-size:10.5px}s
 svg .grid{stroke:#e3e7eb}.map .sea{fill:#eef5fb}.map .grat{stroke:#dbe6f0;stroke-width:.6}
 .map .land{fill:#dcdcdc;stroke:#fff;stroke-width:.5}.map .used{fill:#b9d3ea}
 .map .kx{fill:#f4b183;stroke:#D55E00;stroke-width:1.2}.map .link{fill:none;stroke-width:1.3;opacity:.55}
+.conf-contested{color:#b35900;font-weight:bold}.conf-confirmed{font-weight:bold}
 .map .ep{stroke:#fff;stroke-width:1.3}.map .vantage{fill:#111;stroke:#fff;stroke-width:1}
 svg{max-width:100%;height:auto}svg.map{width:100%}
 dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px}
@@ -110,7 +111,10 @@ def _summary(report: dict[str, Any], flows: pd.DataFrame) -> str:
     cap = report.get("capture") or {}
     vantage = report.get("vantage") or {}
     countries = [text(c.get("country")) for c in report.get("countries") or []]
-    kx = sorted({text(k.get("country")) for k in report.get("key_exchange") or []} - {""})
+    kx = sorted(
+        {common.located(k.get("country"), k.get("country_confidence")) for k in report.get("key_exchange") or []}
+        - {""}
+    )
     media = sorted({text(m.get("country")) for m in report.get("media") or []} - {""})
     policy = report.get("policy") or {}
     n_viol = len(common.violations(report))
@@ -122,7 +126,7 @@ def _summary(report: dict[str, Any], flows: pd.DataFrame) -> str:
         ("remote countries", ", ".join(countries) or "none"),
         ("key exchange in", ", ".join(kx) or "not seen"),
         ("media via", ", ".join(media) or "not seen"),
-        ("vantage", text(vantage.get("country")) or "unknown"),
+        ("vantage", common.vantage_text(report) if vantage else "unknown"),
         ("apps", ", ".join(text(a.get("app")) for a in report.get("apps") or []) or "none"),
     ]
     if "meetings" in report:
@@ -140,13 +144,14 @@ def _findings(report: dict[str, Any]) -> str:
         return '<section id="findings"><h2>Findings</h2><p>No findings.</p></section>'
     rows = [
         f"<tr><td>{_sev(f.get('severity'))}</td><td><code>{_e(f.get('code'))}</code></td>"
-        f"<td>{_e(f.get('title'))}</td><td>{_e(f.get('detail'))}</td>"
+        f"<td>{_e(f.get('title'))}</td><td>{_e(f.get('detail'))}</td><td>{_e(f.get('confidence') or '')}</td>"
         f"<td class=mono>{_e(', '.join(text(x) for x in to_plain(f.get('flow_ids')) or []))}</td></tr>"
         for f in items
     ]
     table = _table(
         "findings-table",
-        [("severity", False), ("code", False), ("title", False), ("detail", False), ("flows", False)],
+        [("severity", False), ("code", False), ("title", False), ("detail", False), ("confidence", False),
+         ("flows", False)],
         rows,
         sortable=False,
     )
@@ -187,14 +192,41 @@ def _key_exchange(report: dict[str, Any]) -> str:
         f"<tr>{_num_cell(k.get('flow_id'))}<td>{_e(k.get('app'))}</td><td>{_e(k.get('protocol'))}</td>"
         f"<td class=ip>{_e(k.get('server_ip'))}</td>"
         f"{_num_cell(k.get('server_port'), text(k.get('server_port')))}"
-        f"<td class=mono>{_e(k.get('hostname'))}</td><td>{_e(k.get('country'))}</td>"
+        f"<td class=mono>{_e(k.get('hostname'))}</td>"
+        f"<td>{_e(common.located(k.get('country'), k.get('country_confidence')))}</td>"
         f"<td>{_e(('AS' + text(k.get('asn'))) if k.get('asn') is not None else '')}</td>"
-        f"<td>{_e(k.get('org'))}</td></tr>"
+        f"<td>{_e(k.get('org'))}</td><td>{_e(common.kx_text(k))}</td></tr>"
         for k in items
     ]
     headers = [("flow", True), ("app", False), ("protocol", False), ("server", False), ("port", True),
-               ("hostname", False), ("country", False), ("ASN", False), ("org", False)]
+               ("hostname", False), ("country", False), ("ASN", False), ("org", False), ("key exchange", False)]
     return f'<section id="key-exchange">{head}{_table("kx-table", headers, rows)}</section>'
+
+
+def _endpoints(report: dict[str, Any]) -> str:
+    items = common.endpoints(report)
+    head = "<h2>Server locations</h2>"
+    if not items:
+        return f'<section id="endpoints">{head}<p>No public remote addresses.</p></section>'
+    intro = (
+        "<p>Country of each remote address decided from evidence (location databases, registration, "
+        "the server's own names, round-trip times, known anycast prefixes). Confidence: confirmed (two kinds "
+        "agree), likely (one source), contested (sources disagree or an RTT rules the answer out), unknown.</p>"
+    )
+    rows = [
+        f"<tr><td class=ip>{_e(e.get('ip'))}</td><td>{_e(e.get('country'))}</td>"
+        f'<td class="conf conf-{_e(e.get("confidence"))}">{_e(e.get("confidence"))}</td>'
+        f"<td>{_e(common.evidence_text(e))}</td><td>{_e(common.contest_text(e))}</td>"
+        f"<td>{_e(e.get('registered_country'))}</td>"
+        f"<td>{_e(('AS' + text(e.get('asn')) + ' ' + text(e.get('org'))) if e.get('asn') is not None else '')}</td>"
+        f"<td class=mono>{_e(', '.join(text(h) for h in (to_plain(e.get('hostnames')) or [])[:3]))}</td>"
+        f"{_num_cell(e.get('min_rtt_ms'))}<td>{'yes' if e.get('anycast') else ''}</td></tr>"
+        for e in items
+    ]
+    headers = [("address", False), ("country", False), ("confidence", False), ("evidence", False),
+               ("competing answers / contradiction", False), ("registered", False), ("ASN", False),
+               ("hostnames", False), ("min RTT ms", True), ("anycast", False)]
+    return f'<section id="endpoints">{head}{intro}{_table("endpoints-table", headers, rows)}</section>'
 
 
 def _stream(s: dict[str, Any]) -> str:
@@ -352,6 +384,7 @@ def to_html(report: dict[str, Any], flows: pd.DataFrame | None = None) -> str:
         map_legend,
         world_map(report, flows),
         "</section>",
+        _endpoints(report),
         _key_exchange(report),
         _media(report),
         '<section id="timeline-section"><h2>Flow timeline</h2>',

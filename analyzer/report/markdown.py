@@ -53,7 +53,10 @@ def _summary(report: dict[str, Any]) -> list[str]:
     vantage = report.get("vantage") or {}
     apps = ", ".join(f"{md_escape(a.get('app'))} ({human_bytes(a.get('bytes'))})" for a in report.get("apps") or [])
     countries = [str(c.get("country")) for c in report.get("countries") or []]
-    kx_countries = sorted({text(k.get("country")) for k in report.get("key_exchange") or []} - {""})
+    kx_countries = sorted(
+        {common.located(k.get("country"), k.get("country_confidence")) for k in report.get("key_exchange") or []}
+        - {""}
+    )
     lines = [
         f"- **Capture:** {md_escape(common.title(report))} ({md_escape(cap.get('format'))}), "
         f"{_num(cap.get('packets'))} packets, {human_bytes(cap.get('bytes'))}, "
@@ -61,7 +64,7 @@ def _summary(report: dict[str, Any]) -> list[str]:
         f"- **Flows:** {_num(len(report.get('flows') or []))}; **apps:** {apps or 'none'}",
         f"- **Remote countries:** {md_escape(', '.join(countries)) or 'none'}",
         f"- **Key exchange handled in:** {md_escape(', '.join(kx_countries)) or 'no key exchange seen'}",
-        f"- **Vantage:** {md_escape(vantage.get('country')) or 'unknown'} "
+        f"- **Vantage:** {md_escape(common.vantage_text(report))} "
         f"(source: {md_escape(vantage.get('source')) or 'n/a'}; public IPs: "
         f"{_list(vantage.get('public_ips')) or 'none'})",
     ]
@@ -89,11 +92,37 @@ def _findings(report: dict[str, Any]) -> list[str]:
             f"`{text(f.get('code')).replace('`', '')}`" if f.get("code") else "",
             md_escape(f.get("title")),
             md_escape(f.get("detail")),
+            md_escape(f.get("confidence")),
             _list(f.get("flow_ids")),
         )
         for f in items
     ]
-    return _table(("severity", "code", "title", "detail", "flows"), rows)
+    return _table(("severity", "code", "title", "detail", "confidence", "flows"), rows)
+
+
+def _endpoints(report: dict[str, Any]) -> list[str]:
+    items = common.endpoints(report)
+    if not items:
+        return ["No public remote addresses.", ""]
+    rows = [
+        (
+            md_escape(e.get("ip")),
+            md_escape(e.get("country")),
+            f"**{md_escape(e.get('confidence'))}**" if e.get("confidence") == "contested" else md_escape(
+                e.get("confidence")),
+            md_escape(common.evidence_text(e)),
+            md_escape(common.contest_text(e)),
+            md_escape(e.get("registered_country")),
+            f"AS{_ident(e.get('asn'))} {md_escape(e.get('org'))}" if e.get("asn") is not None else "",
+            _list((to_plain(e.get("hostnames")) or [])[:3]),
+            _num(e.get("min_rtt_ms")),
+            "yes" if e.get("anycast") else "",
+        )
+        for e in items
+    ]
+    headers = ("address", "country", "confidence", "evidence", "competing answers / contradiction", "registered",
+               "ASN", "hostnames", "min RTT ms", "anycast")
+    return _table(headers, rows, (8,))
 
 
 def _countries(report: dict[str, Any]) -> list[str]:
@@ -129,13 +158,15 @@ def _key_exchange(report: dict[str, Any]) -> list[str]:
             md_escape(k.get("protocol")),
             f"{md_escape(k.get('server_ip'))}:{_ident(k.get('server_port'))}",
             md_escape(k.get("hostname")),
-            md_escape(k.get("country")),
+            md_escape(common.located(k.get("country"), k.get("country_confidence"))),
             f"AS{_ident(k.get('asn'))}" if k.get("asn") is not None else "",
             md_escape(k.get("org")),
+            md_escape(common.kx_text(k)),
         )
         for k in items
     ]
-    return _table(("flow", "app", "protocol", "server", "hostname", "country", "ASN", "org"), rows, (0,))
+    return _table(("flow", "app", "protocol", "server", "hostname", "country", "ASN", "org", "key exchange"), rows,
+                  (0,))
 
 
 def _media(report: dict[str, Any]) -> list[str]:
@@ -200,7 +231,7 @@ def _flows(report: dict[str, Any]) -> list[str]:
             md_escape(f.get("hostname")),
             md_escape(f.get("app")),
             _list(f.get("roles")),
-            md_escape(f.get("server_country")),
+            md_escape(common.located(f.get("server_country"), f.get("server_country_confidence"))),
             _num(_flow_bytes(f)),
         )
         for f in shown
@@ -237,6 +268,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += ["## Summary", "", *_summary(report)]
     lines += ["## Findings", "", *_findings(report)]
     lines += ["## Countries and roles (bytes, both directions)", "", *_countries(report)]
+    lines += ["## Server locations (evidence and confidence)", "", *_endpoints(report)]
     lines += ["## Key-exchange endpoints", "", *_key_exchange(report)]
     lines += ["## Media flows", "", *_media(report)]
     lines += ["## Policy violations", "", *_violations(report)]

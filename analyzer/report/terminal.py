@@ -52,7 +52,7 @@ def countries_table(report: dict[str, Any]) -> Table:
 
 def key_exchange_table(report: dict[str, Any]) -> Table:
     table = Table(title="Key-exchange endpoints", title_justify="left")
-    for head in ("flow", "app", "protocol", "server", "hostname", "country", "org"):
+    for head in ("flow", "app", "protocol", "server", "hostname", "country (confidence)", "org", "key exchange"):
         table.add_column(head, justify="right" if head == "flow" else "left")
     for k in report.get("key_exchange") or []:
         table.add_row(
@@ -61,15 +61,45 @@ def key_exchange_table(report: dict[str, Any]) -> Table:
             _t(k.get("protocol")),
             _t(f"{strip_terminal(k.get('server_ip'))}:{strip_terminal(k.get('server_port'))}"),
             _t(k.get("hostname")),
-            _t(k.get("country"), "bold"),
+            _t(common.located(k.get("country"), k.get("country_confidence")), _conf_style(k.get("country_confidence"))),
             _t(k.get("org")),
+            _t(k.get("key_exchange_status")),
+        )
+    return table
+
+
+_CONFIDENCE_STYLE = {"confirmed": "bold", "likely": "", "contested": "bold yellow", "unknown": "dim"}
+MAX_ENDPOINT_ROWS = 15
+
+
+def _conf_style(confidence: Any) -> str:
+    return _CONFIDENCE_STYLE.get(strip_terminal(confidence), "")
+
+
+def endpoints_table(report: dict[str, Any]) -> Table:
+    """Server locations with their confidence; contested ones first, with the competing answers."""
+    items = common.endpoints(report)
+    shown = items[:MAX_ENDPOINT_ROWS]
+    more = f" ({len(shown)} of {len(items)}; all in report.json)" if len(items) > len(shown) else ""
+    table = Table(title=f"Server locations{more}", title_justify="left")
+    for head in ("address", "country", "confidence", "evidence", "competing / contradiction", "RTT ms"):
+        table.add_column(head, justify="right" if head == "RTT ms" else "left")
+    for e in shown:
+        rtt = e.get("min_rtt_ms")
+        table.add_row(
+            _t(e.get("ip")),
+            _t(e.get("country"), "bold"),
+            _t(e.get("confidence"), _conf_style(e.get("confidence"))),
+            _t(common.evidence_text(e)),
+            _t(common.contest_text(e)),
+            _t(f"{rtt:.1f}" if isinstance(rtt, int | float) else ""),
         )
     return table
 
 
 def findings_table(report: dict[str, Any]) -> Table:
     table = Table(title="Findings", title_justify="left")
-    for head in ("severity", "code", "title", "flows"):
+    for head in ("severity", "code", "title", "confidence", "flows"):
         table.add_column(head)
     for f in common.sorted_findings(report):
         sev = strip_terminal(f.get("severity")).lower()
@@ -79,6 +109,7 @@ def findings_table(report: dict[str, Any]) -> Table:
             _t(sev.upper(), _SEVERITY_STYLE.get(sev, "")),
             _t(f.get("code")),
             _t(f.get("title")),
+            _t(f.get("confidence") or "", _conf_style(f.get("confidence"))),
             _t(shown),
         )
     return table
@@ -96,6 +127,9 @@ def render_summary(report: dict[str, Any], console: Console) -> None:
     )
     console.print(head)
     console.print(countries_table(report))
+    if report.get("endpoints"):
+        console.print(endpoints_table(report))
+    console.print(Text(f"Vantage: {strip_terminal(common.vantage_text(report))}"))
     if report.get("key_exchange"):
         console.print(key_exchange_table(report))
     else:

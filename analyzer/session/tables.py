@@ -125,9 +125,43 @@ def key_exchange_table(flows: pd.DataFrame) -> list[dict[str, Any]]:
             "scope": r["remote_scope"],
             "bytes": int(r["bytes"]),
             "first_ts": float(r["first_ts"]),
+            **key_exchange_evidence(r),
         }
         for _, r in kx.iterrows()
     ]
+
+
+def _truthy(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return False
+    if isinstance(value, float):
+        return not math.isnan(value) and bool(value)
+    if isinstance(value, list | tuple | set | np.ndarray):
+        return len(value) > 0
+    return bool(value)
+
+
+def key_exchange_evidence(r: Any) -> dict[str, str]:
+    """`observed` when the capture shows the key exchange itself (DTLS-SRTP handshake with
+    use_srtp, SDES a=crypto or MIKEY in SDP, ZRTP), else `inferred` with the rule that named it."""
+    sdp = r.get("sdp_key_exchange")
+    sdp_items = set(sdp.split(",")) if isinstance(sdp, str) else set(sdp) if _truthy(sdp) else set()
+    seen = []
+    if _truthy(r.get("dtls_use_srtp")):
+        seen.append("DTLS-SRTP handshake with use_srtp")
+    if "crypto" in sdp_items:
+        seen.append("SDES a=crypto in SDP")
+    if "mikey" in sdp_items or "key-mgmt" in sdp_items:
+        seen.append("MIKEY in SDP")
+    if _truthy(r.get("zrtp")):
+        seen.append("ZRTP handshake")
+    if seen:
+        return {"key_exchange_status": "observed", "key_exchange_evidence": "; ".join(seen)}
+    rule = r.get("app_evidence")
+    rule = rule if isinstance(rule, str) and rule else f"{r.get('protocol')} flow classified as {r.get('app')}"
+    if _truthy(r.get("dtls_handshake")):
+        rule = f"DTLS handshake without use_srtp seen; {rule}"
+    return {"key_exchange_status": "inferred", "key_exchange_evidence": f"rule: {rule}"}
 
 
 # Streams listed per media flow in the report; the rest are counted (`streams_total`). One flow
