@@ -34,6 +34,17 @@ def stun() -> Session:
     return analyze(real_capture("stun.pcap"))
 
 
+@cache
+def stun_registration_only() -> Session:
+    """stun.pcap located without the DB-IP location database: DB-IP answers even for unallocated
+    space, so an address that no database places (ZZ) only exists with registration data."""
+    from analyzer.geo.resolver import GeoResolver
+
+    res = GeoResolver(search_default_dirs=False)
+    res.embedded_location = None
+    return analyze(real_capture("stun.pcap"), resolver=res)
+
+
 def _triples(viol: list[dict]) -> set[tuple[int, str, str]]:
     return {(v["flow_id"], v["role"], v["country"]) for v in viol}
 
@@ -171,7 +182,7 @@ def test_policy_file_that_is_not_utf8_is_an_option_error(tmp_path):
 
 
 def test_unknown_country_is_a_low_confidence_violation():
-    s = stun()
+    s = stun_registration_only()
     zz = s.flows[(s.flows["remote_country"] == "ZZ") & (s.flows["remote_scope"] == "public")]
     assert len(zz) >= 1, "stun.pcap is expected to reach one public address no database places"
     others = sorted(set(s.flows.loc[s.flows["remote_scope"] == "public", "remote_country"]) - {"ZZ"})
@@ -179,12 +190,17 @@ def test_unknown_country_is_a_low_confidence_violation():
     assert viol and {v["country"] for v in viol} == {"ZZ"}
     assert {v["confidence"] for v in viol} == {"low"}
     assert {v["severity"] for v in viol} == {"low"}
+    assert set(s.flows.loc[s.flows["remote_country"] == "ZZ", "server_country_confidence"]) == {"unknown"}
 
 
 def test_zz_only_violations_give_low_findings():
-    s = stun()
+    from analyzer.geo.resolver import GeoResolver
+
+    s = stun_registration_only()
     others = ",".join(sorted(set(s.flows.loc[s.flows["remote_scope"] == "public", "remote_country"]) - {"ZZ"}))
-    r = analyze(real_capture("stun.pcap"), allow=others).report
+    res = GeoResolver(search_default_dirs=False)
+    res.embedded_location = None
+    r = analyze(real_capture("stun.pcap"), allow=others, resolver=res).report
     policy_findings = [f for f in r["findings"] if f["code"].endswith("_OUTSIDE_POLICY")]
     assert policy_findings
     assert all(f["severity"] == "low" and "confidence is low" in f["detail"] for f in policy_findings)

@@ -129,13 +129,13 @@ def decide(
     chosen = (viable or claims)[0]
     country = chosen.country
     contradictions: list[str] = []
+    if anycast is not None:  # the root cause when present: one address, many sites
+        contradictions.append(f"anycast prefix {anycast.network} ({anycast.operator}): served from many places")
     if country in ruled_out:
         contradictions.append(f"RTT rules out {country}: {ruled_out[country]}")
     for e in claims:
         if e.kind != "registered" and e.country != country and e.country not in ruled_out:
             contradictions.append(f"{e.source} says {e.country}")
-    if anycast is not None:
-        contradictions.append(f"anycast prefix {anycast.network} ({anycast.operator}): served from many places")
     kinds = {e.kind for e in claims if e.country == country}
     if contradictions:
         confidence = "contested"
