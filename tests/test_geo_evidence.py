@@ -187,7 +187,8 @@ def synthetic_capture(hostile_name: str | None = None) -> bytes:
     # STUN binding: request, then the answer from the server with the client's public address.
     tx = b"A" * 12
     frames.append((t, _udp(CLIENT, STUN_SRV, 50000, 3478, _stun(0x0001, tx))))
-    frames.append((t + 20 * MS, _udp(STUN_SRV, CLIENT, 3478, 50000, _stun(0x0101, tx, _attr(0x0020, _xor(PUBLIC_ME, 40000))))))
+    answer = _stun(0x0101, tx, _attr(0x0020, _xor(PUBLIC_ME, 40000)))
+    frames.append((t + 20 * MS, _udp(STUN_SRV, CLIENT, 3478, 50000, answer)))
     t += 30 * MS
     # TURN Allocate answer from the relay: the relayed address is the relay's, never the client.
     tx = b"B" * 12
