@@ -65,8 +65,26 @@ ECB_MIN_RATIO = 0.01
 # random bytes of the same sample size give (plug-in entropy is biased low on small samples).
 ENTROPY_MARGIN = 0.35
 ENTROPY_MIN_BYTES = 256
+# A verdict on fewer sampled packets than this is "insufficient": a handful of packets (a stream's
+# first keyframe fragments, a probe) says nothing about a call's encryption. Eight G.711 packets
+# already hold 1,280 payload bytes (sip.pcap), enough for the entropy test.
+VERDICT_MIN_PACKETS = 8
+# SRTP/SRTCP authentication tag (RFC 3711: HMAC-SHA1-80, the default of every SRTP profile in use):
+# random-looking, not ciphertext, so it is cut off the measured region. On plain RTP this drops the
+# payload's last 10 bytes, which changes no verdict beyond the sample size.
+SRTP_TAG_BYTES = 10
 _NEG = -(1 << 62)
 _compiled_kinds = load("analyzer.dissect._kinds")
+
+
+def _trailer_bytes(buf: np.ndarray, off: np.ndarray, plen: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """Bytes at the end of each RTP packet that are not the encrypted payload: RTP padding (P bit;
+    RFC 3550 5.1: its count is the packet's last byte) and the SRTP authentication tag."""
+    n = buf.shape[0]
+    first = buf[np.clip(off + np.maximum(rel, 0), 0, max(n - 1, 0))].astype(np.int64) if n else np.zeros_like(off)
+    last = buf[np.clip(off + plen - 1, 0, max(n - 1, 0))].astype(np.int64) if n else np.zeros_like(off)
+    padded = ((first & 0x20) != 0) & (plen > 0)
+    return np.where(padded, last, 0) + SRTP_TAG_BYTES
 
 
 def _signed(x: np.ndarray, bits: int) -> np.ndarray:
@@ -365,7 +383,7 @@ class MediaTap:
         cgood = np.cumsum(good)
         plausible = good_before[seg_no] + cgood - (cgood[starts] - good[starts])[seg_no] > 0
         region_start = rel + hl
-        region_len = np.minimum(plen - region_start, ECB_MAX_REGION)
+        region_len = np.minimum(plen - region_start - _trailer_bytes(buf, off, plen, rel), ECB_MAX_REGION)
         elig = plausible & ~dup & (media != FEC) & (region_len >= 16)
         ce = np.cumsum(elig)
         rank_e = ce - (ce[starts] - elig[starts])[seg_no] - 1
@@ -716,7 +734,17 @@ def ecb_verdict(row: Mapping | pd.Series) -> tuple[bool, str]:
 
 
 def media_verdict(row: Mapping | pd.Series) -> tuple[str, str]:
-    """('ecb_like' | 'unencrypted_like' | 'ciphertext_like' | 'insufficient', reason) for a stream."""
+    """('ecb_like' | 'unencrypted_like' | 'ciphertext_like' | 'insufficient', reason) for a stream.
+
+    Measured only on the encrypted part of each packet: after the RTP header with its CSRCs and
+    extensions (and after Zoom's own header, which precedes the RTP header), without RTP padding and
+    the SRTP authentication tag; FEC packets and Zoom probes are not sampled. Fewer than
+    VERDICT_MIN_PACKETS sampled packets give "insufficient". The reason names the statistic.
+    """
+    sampled = int(row.get("ecb_packets", 0) or 0)
+    if sampled < VERDICT_MIN_PACKETS:
+        return "insufficient", (f"only {sampled} packets' encrypted regions sampled (a verdict needs "
+                                f"{VERDICT_MIN_PACKETS})")
     is_ecb, reason = ecb_verdict(row)
     if is_ecb:
         return "ecb_like", reason

@@ -197,14 +197,20 @@ def ecb_findings(streams: pd.DataFrame | None) -> list[dict[str, Any]]:
         )
     plain = streams[streams.get("unencrypted_like", pd.Series(False, index=streams.index)).fillna(False).astype(bool)]
     if len(plain):
+        first = plain.iloc[0]
+        evidence = str(first.get("verdict_reason", "")) if "verdict_reason" in plain else ""
         out.append(
             finding(
                 "UNENCRYPTED_MEDIA",
                 "high",
                 "Media that does not look encrypted",
-                f"{len(plain)} RTP stream(s) have low-entropy payloads with repeated blocks: plain RTP that anyone "
-                "on the path can play back.",
+                f"{len(plain)} RTP stream(s) have payloads that are not ciphertext, measured on the encrypted part "
+                "only (after RTP header, CSRCs and extensions; without padding and the SRTP tag): plain RTP that "
+                f"anyone on the path can play back. Evidence, e.g. SSRC {int(first.get('ssrc', 0) or 0):#010x}: "
+                f"{evidence}.",
                 plain["flow_id"].tolist(),
+                statistic="byte entropy of the encrypted region vs random bytes of the same size",
+                evidence=evidence,
             )
         )
     return out
