@@ -201,9 +201,9 @@ def locate_endpoints(
         [locations[ip].confidence if ip in locations else None for ip in out["remote_ip"]],
         index=out.index, dtype=object,
     )
+    by_ip = dict(iter(public.groupby("remote_ip")))
     table = [
-        _endpoint_row(locations[ip], resolver.lookup(ip), hostnames[ip], public[public["remote_ip"] == ip])
-        for ip in sorted(locations)
+        _endpoint_row(locations[ip], resolver.lookup(ip), hostnames[ip], by_ip[ip]) for ip in sorted(locations)
     ]
     table.sort(key=lambda r: (-r["bytes"], r["ip"]))
     return out, table, conflicts
