@@ -24,23 +24,16 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from analyzer.geo.anycast import known_anycast
-from analyzer.geo.borders import country_distance_km, distance_to_country_km
+from analyzer.geo.borders import country_distance_km
 from analyzer.geo.hints import hostname_hints
-from analyzer.geo.plausibility import KM_PER_MS_RTT
+from analyzer.geo.plausibility import KM_PER_MS_RTT, vantage_distance_km
 
 CONFIDENCE_LEVELS = ("confirmed", "likely", "contested", "unknown")
 UNKNOWN_COUNTRY = "ZZ"
 _KIND_ORDER = {"hostname": 0, "database": 1, "registered": 2}
-
-
-@lru_cache(maxsize=4096)
-def _distance_km(lat: float, lon: float, cc: str) -> float:
-    # A border distance costs tens of milliseconds; captures repeat (vantage, country) pairs a lot.
-    return distance_to_country_km(lat, lon, cc)
 
 
 @dataclass(frozen=True)
@@ -102,7 +95,7 @@ def gather(
         claimed = sorted({e.country for e in ev if e.country})
         bound = rtt * KM_PER_MS_RTT
         for cc in claimed:
-            dist = _distance_km(float(vantage_latlon[0]), float(vantage_latlon[1]), cc)
+            dist = vantage_distance_km(float(vantage_latlon[0]), float(vantage_latlon[1]), cc)
             if math.isfinite(dist) and dist > bound:
                 ruled_out[cc] = (
                     f"{rtt:.1f} ms RTT bounds the server to {bound:.0f} km of {vantage_label}, "

@@ -9,6 +9,7 @@ impossible: typically an anycast address, or a database that is wrong for this p
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from analyzer.geo.borders import distance_to_country_km
 
@@ -18,6 +19,13 @@ KM_PER_MS_RTT = 100.0
 def min_distance_bound_km(rtt_ms: float) -> float:
     """Largest distance (km) a server answering with this round-trip time can be away."""
     return rtt_ms * KM_PER_MS_RTT
+
+
+@lru_cache(maxsize=4096)
+def vantage_distance_km(lat: float, lon: float, country: str) -> float:
+    """distance_to_country_km, cached: a border distance costs tens of milliseconds and the same
+    (vantage, country) pair is asked for by the per-flow check and the per-address evidence."""
+    return distance_to_country_km(lat, lon, country)
 
 
 def check_plausible(
@@ -33,7 +41,7 @@ def check_plausible(
     if vantage_latlon is None or not country:
         return True, math.nan, bound
     lat, lon = vantage_latlon
-    distance = distance_to_country_km(lat, lon, country)
+    distance = vantage_distance_km(float(lat), float(lon), country)
     if math.isnan(distance) or math.isnan(bound):
         return True, distance, bound
     return distance <= bound, distance, bound
