@@ -161,24 +161,27 @@ def locate_endpoints(
         out["server_country_confidence"] = pd.Series(dtype=object)
         return out, [], []
     out["min_rtt_ms"] = flow_min_rtt(out)
-    public = out[out["remote_scope"] == "public"]
     latlon = (vantage["latitude"], vantage["longitude"]) if vantage.get("latitude") is not None else None
     label = f"the vantage ({vantage.get('country') or 'given coordinates'})"
-    hostnames: dict[str, set[str]] = {}
-    cols = [c for c in _HOSTNAME_COLUMNS if c in public]
-    for ip, df in public.groupby("remote_ip"):
-        names: set[str] = set()
-        for c in cols:
-            for v in df[c]:
-                names.update(n for n in _names(v) if n != ip)
-        hostnames[str(ip)] = names
-    rtts = public.groupby("remote_ip")["min_rtt_ms"].min()
+    # One pass over a narrow view: slicing the full flow table per address costs more than all else.
+    cols = [c for c in _HOSTNAME_COLUMNS if c in out]
+    public = out.loc[out["remote_scope"] == "public", ["remote_ip", "min_rtt_ms", "app", "bytes", *cols]]
+    per_ip: dict[str, dict[str, Any]] = {}
+    for row in public.itertuples(index=False, name=None):
+        ip, rtt, app, nbytes, names = str(row[0]), row[1], row[2], row[3], row[4:]
+        d = per_ip.setdefault(ip, {"names": set(), "rtt": math.inf, "apps": set(), "flows": 0, "bytes": 0})
+        for v in names:
+            d["names"].update(n for n in _names(v) if n != ip)
+        if isinstance(rtt, int | float) and math.isfinite(rtt):
+            d["rtt"] = min(d["rtt"], float(rtt))
+        d["apps"].add(app if isinstance(app, str) else "unknown")
+        d["flows"] += 1
+        d["bytes"] += int(nbytes) if isinstance(nbytes, int | float | np.integer) and nbytes == nbytes else 0
     locations: dict[str, Location] = {}
-    for ip in sorted(hostnames):
+    for ip, d in sorted(per_ip.items()):
         geo = resolver.lookup(ip)
-        rtt = rtts.get(ip)
-        rtt = float(rtt) if rtt is not None and np.isfinite(rtt) else None
-        ev, ruled_out, anycast = gather(ip, getattr(geo, "answers", ()), hostnames[ip], rtt, latlon, label)
+        rtt = d["rtt"] if math.isfinite(d["rtt"]) else None
+        ev, ruled_out, anycast = gather(ip, getattr(geo, "answers", ()), d["names"], rtt, latlon, label)
         locations[ip] = decide(ip, ev, ruled_out, anycast, rtt)
     conflicts = pairwise_conflicts(locations.values()) if latlon is None else []
     apply_conflicts(locations, conflicts)
@@ -201,15 +204,12 @@ def locate_endpoints(
         [locations[ip].confidence if ip in locations else None for ip in out["remote_ip"]],
         index=out.index, dtype=object,
     )
-    by_ip = dict(iter(public.groupby("remote_ip")))
-    table = [
-        _endpoint_row(locations[ip], resolver.lookup(ip), hostnames[ip], by_ip[ip]) for ip in sorted(locations)
-    ]
+    table = [_endpoint_row(locations[ip], resolver.lookup(ip), per_ip[ip]) for ip in sorted(locations)]
     table.sort(key=lambda r: (-r["bytes"], r["ip"]))
     return out, table, conflicts
 
 
-def _endpoint_row(loc: Any, geo: Any, names: set[str], flows: pd.DataFrame) -> dict[str, Any]:
+def _endpoint_row(loc: Any, geo: Any, d: dict[str, Any]) -> dict[str, Any]:
     return {
         "ip": loc.ip,
         "country": loc.country,
@@ -220,10 +220,10 @@ def _endpoint_row(loc: Any, geo: Any, names: set[str], flows: pd.DataFrame) -> d
         "registered_country": geo.registered_country,
         "asn": geo.asn,
         "org": geo.org,
-        "hostnames": sorted(names)[:20],
+        "hostnames": sorted(d["names"])[:20],
         "min_rtt_ms": None if loc.min_rtt_ms is None else round(float(loc.min_rtt_ms), 3),
         "anycast": loc.anycast,
-        "apps": sorted({str(a) for a in flows["app"].fillna("unknown")}),
-        "flows": len(flows),
-        "bytes": int(flows["bytes"].sum()) if "bytes" in flows else 0,
+        "apps": sorted(d["apps"]),
+        "flows": d["flows"],
+        "bytes": d["bytes"],
     }
