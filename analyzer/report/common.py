@@ -140,14 +140,12 @@ def evidence_text(e: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def contest_text(e: dict[str, Any]) -> str:
-    """For a contested endpoint: the competing answers and the first contradiction."""
+def contest_text(e: dict[str, Any], limit: int = 2) -> str:
+    """For a contested endpoint: what contradicts it (competing answers and RTT limits)."""
     if e.get("confidence") != "contested":
         return ""
-    competing = to_plain(e.get("competing")) or []
-    why = (to_plain(e.get("contradictions")) or [""])[0]
-    head = f"competing: {', '.join(str(c) for c in competing)}; " if competing else ""
-    return head + str(why)
+    why = [str(c) for c in to_plain(e.get("contradictions")) or []]
+    return "; ".join(why[:limit])
 
 
 def kx_text(k: dict[str, Any]) -> str:

@@ -52,7 +52,7 @@ def countries_table(report: dict[str, Any]) -> Table:
 
 def key_exchange_table(report: dict[str, Any]) -> Table:
     table = Table(title="Key-exchange endpoints", title_justify="left")
-    for head in ("flow", "app", "protocol", "server", "hostname", "country (confidence)", "org", "key exchange"):
+    for head in ("flow", "app", "protocol", "server", "hostname", "country", "org", "key exchange"):
         table.add_column(head, justify="right" if head == "flow" else "left")
     for k in report.get("key_exchange") or []:
         table.add_row(
@@ -82,7 +82,7 @@ def endpoints_table(report: dict[str, Any]) -> Table:
     shown = items[:MAX_ENDPOINT_ROWS]
     more = f" ({len(shown)} of {len(items)}; all in report.json)" if len(items) > len(shown) else ""
     table = Table(title=f"Server locations{more}", title_justify="left")
-    for head in ("address", "country", "confidence", "evidence", "competing / contradiction", "RTT ms"):
+    for head in ("address", "country", "confidence", "evidence", "contradicted by", "RTT ms"):
         table.add_column(head, justify="right" if head == "RTT ms" else "left")
     for e in shown:
         rtt = e.get("min_rtt_ms")
@@ -91,7 +91,7 @@ def endpoints_table(report: dict[str, Any]) -> Table:
             _t(e.get("country"), "bold"),
             _t(e.get("confidence"), _conf_style(e.get("confidence"))),
             _t(common.evidence_text(e)),
-            _t(common.contest_text(e)),
+            _t(common.contest_text(e, 1)),
             _t(f"{rtt:.1f}" if isinstance(rtt, int | float) else ""),
         )
     return table
