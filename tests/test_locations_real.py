@@ -87,3 +87,27 @@ def test_old_captures_get_the_data_age_finding() -> None:
     r = session("zoom.pcap").report
     f = next(f for f in r["findings"] if f["code"] == "GEO_DATA_AGE")
     assert "2019-09-26" in f["detail"] and "--geoip" in f["detail"]
+
+
+def test_data_age_compares_every_database_with_the_capture_date() -> None:
+    from analyzer.session.findings import data_age_findings
+
+    dbs = [{"name": "embedded-location", "data_date": "2026-06-01"},
+           {"name": "GeoLite2-City.mmdb", "build_date": "2019-10-01"}]
+    # 2019-09-26: only the 2026 data is far away; the user's 2019 database is of the right age.
+    [f] = data_age_findings({"first_ts": 1569520466.0}, dbs)
+    assert "embedded-location" in f["detail"] and "GeoLite2-City.mmdb" not in f["detail"]
+    # A capture from May 2026: the embedded data is of its age, the 2019 database is not.
+    [g] = data_age_findings({"first_ts": 1780000000.0}, dbs)
+    assert "GeoLite2-City.mmdb" in g["detail"] and "embedded-location" not in g["detail"]
+    assert data_age_findings({"first_ts": 1780000000.0}, dbs[:1]) == []
+    assert data_age_findings({"first_ts": None}, dbs) == []  # no timestamps, no claim
+
+
+def test_anonymised_vantage_evidence_hides_the_client_address() -> None:
+    import json
+
+    r = analyze(real_capture("teams.pcap"), anonymize="test-key").report
+    text = json.dumps(r, default=str)
+    assert "80.181.206.72" not in text  # not in public_ips, vantage evidence or any detail
+    assert r["vantage"]["country"] == "IT" and r["vantage"]["evidence"]

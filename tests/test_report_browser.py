@@ -285,3 +285,32 @@ def test_hostile_sni_stays_text_in_browser(tmp_path: Path, browser: _DevTools) -
     )
     assert counts == {"img": 0, "scripts": 2, "onerror": 0, "text": True}
     _screenshot(browser, tmp_path / "hostile.png")
+
+
+def test_server_locations_render_with_confidence(tmp_path: Path, browser: _DevTools) -> None:
+    """A real analysis (synthetic capture with chosen RTTs, names and a hostile DNS name): the server
+    locations table shows every endpoint with its confidence, contested ones highlighted."""
+    from analyzer.session.build import analyze
+    from tests.test_geo_evidence import synthetic_capture
+
+    cap = tmp_path / "evidence.pcap"
+    cap.write_bytes(synthetic_capture(hostile_name="x</script><script>alert(5)</script>.example"))
+    s = analyze(cap, allow="IT")
+    page = write_reports(s.report, s.flows, tmp_path / "evidence", formats=["html"])["html"]
+    _load(browser, page)
+    assert _problems(browser) == []
+    assert _requests(browser) == [page.as_uri()]
+    info = json.loads(browser.evaluate(
+        "JSON.stringify({rows: document.querySelectorAll('#endpoints-table tbody tr').length,"
+        "contested: Array.from(document.querySelectorAll('#endpoints-table td.conf-contested'))"
+        ".map(td => td.parentElement.cells[0].textContent),"
+        "confirmed: document.querySelectorAll('#endpoints-table td.conf-confirmed').length,"
+        "kx: document.querySelector('#kx-table') !== null,"
+        "scripts: document.scripts.length,"
+        "colour: document.querySelector('#endpoints-table td.conf-contested') ?"
+        " getComputedStyle(document.querySelector('#endpoints-table td.conf-contested')).color : ''})"
+    ))
+    assert info["rows"] == len(s.report["endpoints"]) >= 3
+    assert "8.8.4.4" in info["contested"] and info["confirmed"] >= 1
+    assert info["scripts"] == 2 and info["colour"] == "rgb(179, 89, 0)"
+    _screenshot(browser, tmp_path / "locations.png")
