@@ -207,3 +207,36 @@ def test_random_bytes_never_raise(data: bytes) -> None:
         assert m is None or m.length + 20 <= len(blob)
         parse_channel_data(blob)
         split_stun_tcp(blob)
+
+
+def _v4(ip: str, port: int, xor: bool) -> bytes:
+    raw = ipaddress.IPv4Address(ip).packed
+    if xor:
+        raw = bytes(a ^ b for a, b in zip(raw, MAGIC_COOKIE.to_bytes(4, "big"), strict=True))
+        port ^= MAGIC_COOKIE >> 16
+    return struct.pack(">BBH", 0, 1, port) + raw
+
+
+def test_ms_turn_allocate_answer_mapped_address_is_the_relay() -> None:
+    # [MS-TURN] 3.2.5.1: in an Allocate response MAPPED-ADDRESS is the allocated (relayed) address
+    # and XOR-MAPPED-ADDRESS (0x8020) the client's reflexive one; MS-Version 0x8008 marks the dialect.
+    attrs = (_attr(0x8008, bytes([0, 0, 0, 6])) + _attr(0x0001, _v4("52.114.250.141", 3480, False))
+             + _attr(0x8020, _v4("80.181.206.72", 57543, True)))
+    m = parse_stun(_message(0x0103, attrs))
+    assert m is not None and m.method == 0x003 and m.msg_class == "success"
+    assert m.mapped is None
+    assert m.ms_relayed is not None and (m.ms_relayed.ip, m.ms_relayed.port) == ("52.114.250.141", 3480)
+    assert m.xor_mapped is not None and (m.xor_mapped.ip, m.xor_mapped.port) == ("80.181.206.72", 57543)
+    # The same attributes behind the 12-byte MS-TURN multiplexing header (0xFF10).
+    framed = parse_stun(b"\xff\x10" + bytes(10) + _message(0x0103, _attr(0x0001, _v4("52.114.250.141", 3480, False))))
+    assert framed is not None and framed.ms_turn and framed.mapped is None and framed.ms_relayed is not None
+
+
+def test_plain_binding_answer_keeps_mapped_address() -> None:
+    # Outside an MS-TURN Allocate answer, MAPPED-ADDRESS is the reflexive address (RFC 5389 15.1).
+    m = parse_stun(_message(0x0101, _attr(0x0001, _v4("80.181.206.72", 40000, False))))
+    assert m is not None and m.mapped is not None and m.mapped.ip == "80.181.206.72" and m.ms_relayed is None
+    # A standard TURN Allocate answer: XOR-RELAYED is the relay, XOR-MAPPED the client.
+    attrs = _attr(0x0016, _v4("52.114.250.141", 3480, True)) + _attr(0x0020, _v4("80.181.206.72", 1, True))
+    t = parse_stun(_message(0x0103, attrs))
+    assert t is not None and t.xor_relayed.ip == "52.114.250.141" and t.xor_mapped.ip == "80.181.206.72"
