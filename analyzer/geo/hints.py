@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -118,7 +118,7 @@ def _resolve(table: str, code: str, codes: dict[str, dict[str, Any]]) -> tuple[s
     return str(entry["country"]).upper(), str(entry.get("place", code))
 
 
-@cache
+@lru_cache(maxsize=65536)  # bounded: a batch run meets many captures' (hostile) names
 def hostname_hints(hostname: str) -> tuple[HostnameHint, ...]:
     """Every rule's reading of one name (usually none, at most one per rule)."""
     name = (hostname or "").strip().lower().rstrip(".")
