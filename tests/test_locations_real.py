@@ -111,3 +111,11 @@ def test_anonymised_vantage_evidence_hides_the_client_address() -> None:
     text = json.dumps(r, default=str)
     assert "80.181.206.72" not in text  # not in public_ips, vantage evidence or any detail
     assert r["vantage"]["country"] == "IT" and r["vantage"]["evidence"]
+
+
+def test_dtls_handshake_round_trip_is_an_rtt_source() -> None:
+    s = session("stun_dtls_rtp.pcapng")
+    row = s.flows[s.flows["server_ip"] == "142.250.82.76"].iloc[0]
+    # First ClientHello to the answer: 24.9 ms, a little above the STUN round trip of 22.5 ms.
+    assert 24.0 < float(row["dtls_rtt_ms"]) < 26.0 and float(row["dtls_rtt_ms"]) > float(row["stun_rtt_ms"])
+    assert float(row["min_rtt_ms"]) == float(row["stun_rtt_ms"])

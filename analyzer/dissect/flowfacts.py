@@ -61,6 +61,7 @@ FACT_COLUMNS: tuple[str, ...] = (
     "stun_relayed",
     "stun_peers",
     "stun_rtt_ms",  # smallest request/answer round trip seen (ms)
+    "dtls_rtt_ms",  # first DTLS ClientHello to the first HelloVerifyRequest/ServerHello answering it (ms)
     "dtls_handshake",
     "dtls_use_srtp",
     "dtls_srtp_profile",
@@ -400,10 +401,15 @@ def _udp(meta: _Meta, g: _Group, f: _Facts, dns_rows: list, fid: int) -> None:
     rtp_pkts: list[tuple[bytes, int]] = []
     rtcp_by_dir: dict[int, list[bytes]] = {0: [], 1: []}
     quic_c2s: list[bytes] = []
+    dtls_marks: list[tuple[int, int, int]] = []  # (direction, ts_ns, handshake type) of DTLS hellos
     for p, d, t in zip(g.payloads, g.dirs, g.ts_ns, strict=True):
+        n = len(dtls_dgrams)
         _udp_packet(p, d, meta, f, zoom_server, dtls_dgrams, rtp_pkts, rtcp_by_dir, quic_c2s, depth=0, ts_ns=t)
+        if len(dtls_dgrams) > n and len(p) > 13 and p[0] == 22:
+            dtls_marks.append((int(d), int(t), p[13]))  # record type 22: handshake type at +13
     if dtls_dgrams and dtls_mod is not None:
         _dtls_facts(dtls_mod.parse_dtls_flight(dtls_dgrams, f.budget), f)
+        _dtls_rtt(dtls_marks, f)
     if quic_c2s:
         _quic_facts(quic_c2s, f)
     if rtp_pkts or any(rtcp_by_dir.values()):
@@ -569,6 +575,19 @@ def _zoom_facts(z, f: _Facts, rtp_pkts: list, rtcp_by_dir: dict, d: int) -> None
         f.add("rtp_ssrcs", z.rtp.ssrc)
         f.add("rtp_payload_types", z.rtp.payload_type)
         f["rtp_packets"] = f.get("rtp_packets", 0) + 1
+
+
+def _dtls_rtt(marks: list[tuple[int, int, int]], f: _Facts) -> None:
+    """Round trip of the DTLS handshake, like the TCP handshake's: the *first* ClientHello (a
+    retransmission can only lengthen the measure, never shorten it below the truth) to the first
+    HelloVerifyRequest (3) or ServerHello (2) sent back in the other direction."""
+    hellos = sorted((t, d) for d, t, h in marks if h == 1 and t)
+    if not hellos:
+        return
+    t0, d0 = hellos[0]
+    answers = [t for d, t, h in marks if h in (2, 3) and d != d0 and t >= t0]
+    if answers:
+        f["dtls_rtt_ms"] = (min(answers) - t0) / 1e6
 
 
 def _dtls_facts(dt, f: _Facts) -> None:

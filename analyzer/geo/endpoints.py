@@ -90,10 +90,12 @@ def flow_vantage(flows: pd.DataFrame, resolver: Any, stated: Any) -> dict[str, A
 
 
 def flow_min_rtt(flows: pd.DataFrame) -> pd.Series:
-    """Smallest round trip per flow (TCP handshake, STUN request/answer), NaN where none was seen."""
+    """Smallest round trip per flow (TCP handshake, STUN request/answer, DTLS hello), NaN where none
+    was seen."""
     rtt = flows["tcp_rtt_ms"].astype(float) if "tcp_rtt_ms" in flows else pd.Series(np.nan, index=flows.index)
-    if "stun_rtt_ms" in flows:
-        rtt = np.fmin(rtt, flows["stun_rtt_ms"].astype(float))
+    for col in ("stun_rtt_ms", "dtls_rtt_ms"):
+        if col in flows:
+            rtt = np.fmin(rtt, flows[col].astype(float))
     return rtt
 
 
