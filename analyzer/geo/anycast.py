@@ -28,12 +28,21 @@ def anycast_prefixes() -> tuple[AnycastPrefix, ...]:
     return tuple(out)
 
 
+@cache
+def _masks() -> tuple[tuple[int, int, int, AnycastPrefix], ...]:
+    # (version, network, netmask) as integers: a masked compare is much cheaper than `addr in net`.
+    return tuple(
+        (p.network.version, int(p.network.network_address), int(p.network.netmask), p) for p in anycast_prefixes()
+    )
+
+
 def known_anycast(ip: str) -> AnycastPrefix | None:
     """The known anycast prefix holding this address, if any."""
     addr = normalize_ip(ip)
     if addr is None:
         return None
-    for p in anycast_prefixes():
-        if addr.version == p.network.version and addr in p.network:
+    value, version = int(addr), addr.version
+    for v, net, mask, p in _masks():
+        if v == version and value & mask == net:
             return p
     return None
