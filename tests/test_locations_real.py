@@ -27,7 +27,7 @@ def test_zoom_zone_controllers_are_where_their_names_say() -> None:
     fr = _endpoint(r, "213.244.140.84")  # zoomfr84zc: Frankfurt; DB-IP says NL, so contested
     assert fr["country"] == "DE" and fr["confidence"] == "contested" and fr["competing"] == ["NL"]
     kx = {k["server_ip"]: k for k in r["key_exchange"]}
-    assert kx["213.19.144.104"]["country"] == "NL" and kx["213.19.144.104"]["country_confidence"] == "confirmed"
+    assert kx["213.19.144.104"]["country"] == "NL" and kx["213.19.144.104"]["location_confidence"] == "confirmed"
 
 
 def test_zoom_key_exchange_on_a_name_is_inferred() -> None:

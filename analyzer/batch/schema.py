@@ -104,8 +104,8 @@ FLOW_FACTS = (
     ("tls_version", "str"), ("cert_subject", "str"), ("cert_issuer", "str"), ("cert_sans", "list<str>"),
     ("quic_version", "str"), ("http_host", "str"), ("stun_software", "str"), ("stun_realm", "str"),
     ("stun_usernames", "list<str>"), ("stun_attr_types", "list<i64>"), ("stun_msg_types", "list<i64>"),
-    ("stun_classic", "bool"), ("stun_mapped", "list<addr>"), ("stun_relayed", "list<addr>"),
-    ("stun_peers", "list<addr>"), ("stun_rtt_ms", "f64"), ("dtls_handshake", "bool"), ("dtls_use_srtp", "bool"),
+    ("stun_classic", "bool"), ("stun_mapped", "list<addr>"), ("stun_mapped_c2s", "list<addr>"),
+    ("stun_relayed", "list<addr>"), ("stun_peers", "list<addr>"), ("stun_rtt_ms", "f64"), ("dtls_rtt_ms", "f64"), ("dtls_handshake", "bool"), ("dtls_use_srtp", "bool"),
     ("dtls_srtp_profile", "i64"), ("dtls_alpn", "str"), ("dtls_cert", "str"), ("dtls_cert_issuer", "str"),
     ("rtp_ssrcs", "list<i64>"), ("rtp_payload_types", "list<i64>"), ("rtp_packets", "i64"),
     ("rtcp_packets", "i64"), ("rtp_entropy", "f64"), ("srtcp_kind", "str"), ("srtp", "bool"),
@@ -120,7 +120,7 @@ FLOW_GEO = (
     ("registered_country", "str"), ("geo_sources", "str"), ("geo_disagreement", "bool"), ("client_country", "str"),
     ("client_asn", "i64"), ("remote_ip", "str"), ("remote_country", "str"), ("remote_scope", "str"),
     ("remote_asn", "i64"), ("remote_org", "str"), ("min_rtt_ms", "f64"), ("geo_distance_km", "f64"),
-    ("geo_bound_km", "f64"), ("geo_implausible", "bool"),
+    ("geo_bound_km", "f64"), ("geo_implausible", "bool"), ("server_country_confidence", "str"),
 )
 
 STREAM_COLUMNS = (
@@ -131,7 +131,7 @@ STREAM_COLUMNS = (
 )
 _STREAM_FLOW = (
     ("flow_id", "i64"), ("app", "str"), ("protocol", "str"), ("server_ip", "str"), ("server_port", "i32"),
-    ("country", "str"), ("asn", "i64"), ("org", "str"),
+    ("country", "str"), ("asn", "i64"), ("org", "str"), ("location_confidence", "str"),
 )
 
 
@@ -171,7 +171,8 @@ TABLES: dict[str, Callable[[], Table]] = {
         "key_exchange",
         (("flow_id", "i64"), ("app", "str"), ("protocol", "str"), ("server_ip", "str"), ("server_port", "i32"),
          ("hostname", "str"), ("country", "str"), ("asn", "i64"), ("org", "str"), ("scope", "str"),
-         ("bytes", "i64"), ("first_ts", "f64"), ("location_confidence", "str")),
+         ("bytes", "i64"), ("first_ts", "f64"), ("location_confidence", "str"), ("key_exchange_status", "str"),
+         ("key_exchange_evidence", "str")),
         _list_rows("key_exchange"), "one row per flow where keys were exchanged"),
     "findings": lambda: Table(
         "findings",

@@ -112,7 +112,7 @@ def _summary(report: dict[str, Any], flows: pd.DataFrame) -> str:
     vantage = report.get("vantage") or {}
     countries = [text(c.get("country")) for c in report.get("countries") or []]
     kx = sorted(
-        {common.located(k.get("country"), k.get("country_confidence")) for k in report.get("key_exchange") or []}
+        {common.located(k.get("country"), k.get("location_confidence")) for k in report.get("key_exchange") or []}
         - {""}
     )
     media = sorted({text(m.get("country")) for m in report.get("media") or []} - {""})
@@ -193,7 +193,7 @@ def _key_exchange(report: dict[str, Any]) -> str:
         f"<td class=ip>{_e(k.get('server_ip'))}</td>"
         f"{_num_cell(k.get('server_port'), text(k.get('server_port')))}"
         f"<td class=mono>{_e(k.get('hostname'))}</td>"
-        f"<td>{_e(common.located(k.get('country'), k.get('country_confidence')))}</td>"
+        f"<td>{_e(common.located(k.get('country'), k.get('location_confidence')))}</td>"
         f"<td>{_e(('AS' + text(k.get('asn'))) if k.get('asn') is not None else '')}</td>"
         f"<td>{_e(k.get('org'))}</td><td>{_e(common.kx_text(k))}</td></tr>"
         for k in items

@@ -54,7 +54,7 @@ def _summary(report: dict[str, Any]) -> list[str]:
     apps = ", ".join(f"{md_escape(a.get('app'))} ({human_bytes(a.get('bytes'))})" for a in report.get("apps") or [])
     countries = [str(c.get("country")) for c in report.get("countries") or []]
     kx_countries = sorted(
-        {common.located(k.get("country"), k.get("country_confidence")) for k in report.get("key_exchange") or []}
+        {common.located(k.get("country"), k.get("location_confidence")) for k in report.get("key_exchange") or []}
         - {""}
     )
     lines = [
@@ -158,7 +158,7 @@ def _key_exchange(report: dict[str, Any]) -> list[str]:
             md_escape(k.get("protocol")),
             f"{md_escape(k.get('server_ip'))}:{_ident(k.get('server_port'))}",
             md_escape(k.get("hostname")),
-            md_escape(common.located(k.get("country"), k.get("country_confidence"))),
+            md_escape(common.located(k.get("country"), k.get("location_confidence"))),
             f"AS{_ident(k.get('asn'))}" if k.get("asn") is not None else "",
             md_escape(k.get("org")),
             md_escape(common.kx_text(k)),
