@@ -61,7 +61,8 @@ def key_exchange_table(report: dict[str, Any]) -> Table:
             _t(k.get("protocol")),
             _t(f"{strip_terminal(k.get('server_ip'))}:{strip_terminal(k.get('server_port'))}"),
             _t(k.get("hostname")),
-            _t(common.located(k.get("country"), k.get("location_confidence")), _conf_style(k.get("location_confidence"))),
+            _t(common.located(k.get("country"), k.get("location_confidence")),
+               _conf_style(k.get("location_confidence"))),
             _t(k.get("org")),
             _t(k.get("key_exchange_status")),
         )
