@@ -222,16 +222,17 @@ def plural(n: int, word: str) -> str:
 def print_capture_notes(info: dict, name: str | None = None) -> None:
     """Warnings about the capture (truncated, damaged, skipped packets) on stderr, one line each,
     the same for every command that reads a capture."""
-    prefix = f"confscope: warning: {_one_line(name)}: " if name else "confscope: warning: "
+    where = f"{_one_line(name)}: " if name else ""
     for w in list(info.get("warnings") or [])[:20]:
-        print(f"{prefix}{_one_line(w)}", file=sys.stderr)
+        print(f"confscope: warning: {where}{_one_line(w)}", file=sys.stderr)
     skipped = int(info.get("skipped_packets") or 0)
     if skipped:
         reasons = ", ".join(
             f"{n:,} {reason.replace('_', ' ')}" for reason, n in sorted((info.get("skipped_by_reason") or {}).items())
         )
         detail = f" ({reasons})" if reasons else ""
-        print(f"{prefix}{plural(skipped, 'packet')} not in any flow{detail}", file=sys.stderr)
+        # Not a fault (ARP, LLDP and other non-IP frames are normal): a note, not a warning.
+        print(f"confscope: note: {where}{plural(skipped, 'packet')} not in any flow{detail}", file=sys.stderr)
 
 
 def cmd_geo(args: argparse.Namespace) -> int:
