@@ -15,6 +15,7 @@ from pathlib import Path
 from analyzer import __version__
 from analyzer.cli.progress import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, progress_bar
 from analyzer.cli.workers import add_workers_options, parallel_options
+from analyzer.common.words import plural
 from analyzer.errors import ConfscopeError, OptionError
 
 
@@ -212,11 +213,6 @@ def cmd_flows(args: argparse.Namespace) -> int:
     write_flow_table(table, args.format, args.output)
     print_capture_notes(info)
     return EXIT_OK
-
-
-def plural(n: int, word: str) -> str:
-    """`1 packet`, `3 packets`."""
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
 def print_capture_notes(info: dict, name: str | None = None) -> None:
