@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.common.words import capture_time
 from analyzer.report import common
 from analyzer.report.jsonout import order_report
 from analyzer.report.sanitize import human_bytes, json_for_script, strip_terminal, text, to_plain
@@ -115,7 +116,7 @@ def _summary(report: dict[str, Any], flows: pd.DataFrame) -> str:
     policy = report.get("policy") or {}
     n_viol = len(common.violations(report))
     cards = [
-        ("duration", f"{to_plain(cap.get('duration_s')) or 0:.1f} s"),
+        ("duration", capture_time(cap)),
         ("packets", f"{to_plain(cap.get('packets')) or 0:,}"),
         ("bytes", human_bytes(cap.get("bytes") or 0)),
         ("flows", f"{len(flows):,}"),

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from analyzer.common.words import plural
+from analyzer.common.words import human_duration, plural
 from analyzer.session.findings import finding
 
 # Silence longer than this splits the capture into periods: a call's keep-alives and STUN checks
@@ -44,23 +44,6 @@ def time_segments(flows: pd.DataFrame, gap_s: float = GAP_S) -> list[dict[str, A
         seg["duration_s"] = seg["end_ts"] - seg["start_ts"]
         seg["implausible"] = seg["end_ts"] < EARLIEST_PLAUSIBLE_TS
     return out
-
-
-def human_duration(seconds: float | None) -> str:
-    """`0.4 s`, `6.5 s`, `12 min 5 s`, `3 h 12 min`, `1,203 days`, `3.3 years`."""
-    if seconds is None or seconds != seconds:
-        return "-"
-    s = abs(float(seconds))
-    if s < 60:
-        return f"{s:.1f} s"
-    if s < 3600:
-        return f"{int(s // 60)} min" + (f" {int(s % 60)} s" if int(s % 60) else "")
-    if s < 86400:
-        return f"{int(s // 3600)} h" + (f" {int(s % 3600 // 60)} min" if int(s % 3600 // 60) else "")
-    days = s / 86400
-    if days < 730:
-        return f"{days:,.0f} days"
-    return f"{days / 365.25:.1f} years"
 
 
 def _when(ts: float) -> str:
