@@ -355,7 +355,7 @@ def test_map_endpoints_skip_local_and_place_unknown_as_note() -> None:
     eps = {e["ip"]: e for e in endpoints(flows)}
     assert (eps["109.244.194.121"]["lat"], eps["109.244.194.121"]["lon"]) == (23.1, 113.3)
     page = to_html(sample_report(flows), flows)
-    assert "1 endpoint(s) with no known country are not drawn" in page
+    assert "1 endpoint with no known country not drawn" in page
 
 
 def test_ring_path_breaks_at_antimeridian_jump() -> None:
