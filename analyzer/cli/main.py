@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         "from confscope's dissection whatever the engine",
     )
     f.add_argument("--no-dissect", action="store_true", help="5-tuple flows only: skip dissection and apps")
+    f.add_argument(
+        "--columns", metavar="COL,COL",
+        help="only these columns, in this order (e.g. flow_id,server_ip,app,roles,hostname); "
+        "safer than `cut`, which splits quoted cells (default: all)",
+    )
     add_workers_options(f)
     _add_progress_option(f)
     _add_fifo_option(f)
@@ -90,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("inputs", nargs="+", metavar="DIR|GLOB|FILE", help="captures, folders of captures or globs")
     b.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for reports, dataset and summary")
     b.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1,
+        "--workers", type=int, default=os.cpu_count() or 1, metavar="N",
         help="local worker processes (default: the number of CPUs, here %(default)s)",
     )
     b.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
@@ -209,7 +214,10 @@ def cmd_flows(args: argparse.Namespace) -> int:
             **parallel_options(args),
         )
     from analyzer.report.tabular import write_flow_table
+    from analyzer.session.flowtable import select_columns
 
+    if args.columns:
+        table = select_columns(table, args.columns)
     write_flow_table(table, args.format, args.output)
     print_capture_notes(info)
     return EXIT_OK

@@ -21,7 +21,7 @@ def human_duration(seconds: float | None) -> str:
         return f"{int(s // 3600)} h" + (f" {int(s % 3600 // 60)} min" if int(s % 3600 // 60) else "")
     days = s / 86400
     if days < 730:
-        return f"{days:,.0f} days"
+        return plural(round(days), "day")
     return f"{days / 365.25:.1f} years"
 
 

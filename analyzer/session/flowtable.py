@@ -91,3 +91,16 @@ def _join_classification(other: pd.DataFrame, native: pd.DataFrame) -> pd.DataFr
     joined = left.merge(facts, on="_key", how="left").drop(columns="_key")
     return joined[[*other.columns, *cols]]
 
+
+def select_columns(flows: pd.DataFrame, columns: str) -> pd.DataFrame:
+    """The named columns (comma-separated), in that order; OptionError names unknown ones."""
+    wanted = [c.strip() for c in columns.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in flows.columns]
+    if unknown or not wanted:
+        raise OptionError(
+            f"unknown column(s) {', '.join(unknown) or '(none given)'}; columns: {', '.join(map(str, flows.columns))}",
+            "columns",
+            columns,
+        )
+    return flows[wanted]
+
