@@ -351,8 +351,12 @@ def test_country_roles_and_policy_findings_tell_one_story() -> None:
     gb = countries["GB"]
     assert common.role_cell(gb, "signaling") == "shared" and gb["bytes_by_role"]["key_exchange"] == gb["bytes"]
     assert sum(gb["bytes_by_role"].values()) == gb["bytes"]
-    md = __import__("analyzer.report", fromlist=["to_markdown"]).to_markdown(report)
+    from analyzer.report import to_html, to_markdown
+
+    md = to_markdown(report)
     assert "| shared |" in md and "Each byte is counted once" in md
+    page = to_html(report)
+    assert 'id="shared-roles"' in page and "GB: signaling" in page and "NL: signaling" in page
 
 
 # ------------------------------------------------------------------ 11: time
@@ -445,3 +449,33 @@ def test_readme_flows_example_reads_csv_and_matches_a_real_run() -> None:
     rows = list(csv.DictReader(io.StringIO("\n".join(shown))))
     assert len(rows) == len(shown) - 1 and all(len(r) == len(rows[0]) and None not in r for r in rows)
     assert json.loads(next(r for r in rows if r["flow_id"] == "4")["roles"]) == ["signaling", "key_exchange"]
+
+
+def test_time_segments_on_synthetic_flows() -> None:
+    import pandas as pd
+
+    from analyzer.session.timing import GAP_S, time_segments, timing_findings
+
+    base = 1.7e9
+    flows = pd.DataFrame(
+        {
+            "flow_id": [0, 1, 2, 3, 4],
+            # flow 1 spans the quiet hour of flow 2's start: one period; flow 3 is 2 h later
+            "first_ts": [base, base + 10, base + 3000, base + 3000 + 2 * GAP_S, 42.0],
+            "last_ts": [base + 5, base + 2000, base + 3100, base + 3001 + 2 * GAP_S, 43.0],
+            "packets": [1, 2, 3, 4, 5],
+        }
+    )
+    segs = time_segments(flows)
+    assert [(s["flow_ids"], s["packets"], s["implausible"]) for s in segs] == [
+        ([4], 5, True), ([0, 1, 2], 6, False), ([3], 4, False)
+    ]
+    assert segs[1]["duration_s"] == 3100
+    codes = {f["code"]: f for f in timing_findings(segs)}
+    assert codes["TIMESTAMP_OUTLIERS"]["flow_ids"] == [4]
+    assert codes["TIME_GAPS"]["flow_ids"] == [3] and "a gap of 1 h 58 min" in codes["TIME_GAPS"]["detail"]
+    many = pd.DataFrame({"flow_id": range(9), "first_ts": [base + i * 2 * GAP_S for i in range(9)],
+                         "last_ts": [base + i * 2 * GAP_S + 1 for i in range(9)], "packets": [1] * 9})
+    detail = timing_findings(time_segments(many))[0]["detail"]
+    assert "9 periods" in detail and "and 4 more periods" in detail
+    assert time_segments(flows.iloc[:0]) == []

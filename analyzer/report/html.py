@@ -139,6 +139,21 @@ def _summary(report: dict[str, Any], flows: pd.DataFrame) -> str:
     return f'<section id="summary"><h2>Summary</h2><div class="cards">{body}</div></section>'
 
 
+def _shared_note(report: dict[str, Any]) -> str:
+    """Roles a country's flows carry without bytes of their own (see common.SHARED_NOTE): the bars
+    show bytes, so the note names them, and the policy findings' roles all appear on the page."""
+    roles = common.role_columns(report)
+    shared = [
+        f"{text(c.get('country'))}: {common.ROLE_LABELS.get(r, r)}"
+        for c in report.get("countries") or []
+        for r in roles
+        if common.role_cell(c, r) == common.SHARED_MARK
+    ]
+    if not shared:
+        return ""
+    return f'<p class="note" id="shared-roles">{_e(common.SHARED_NOTE)} Shared: {_e("; ".join(shared))}.</p>'
+
+
 def _findings(report: dict[str, Any]) -> str:
     items = common.sorted_findings(report)
     if not items:
@@ -372,6 +387,7 @@ def to_html(report: dict[str, Any], flows: pd.DataFrame | None = None) -> str:
         _violations(report),
         '<section id="countries"><h2>Bytes by remote country and role</h2>',
         country_role_bars(report),
+        _shared_note(report),
         "</section>",
         '<section id="map"><h2>Where the call travelled</h2>',
         map_key,

@@ -24,8 +24,8 @@ def one_text_dtype(flows: pd.DataFrame) -> pd.DataFrame:
         series = flows[col]
         if series.dtype != object or series.dtype == _TEXT_DTYPE:
             continue
-        present = series.dropna()
-        if len(present) and all(isinstance(v, str) for v in present):
+        # infer_dtype runs in C: no per-flow Python on large tables.
+        if pd.api.types.infer_dtype(series, skipna=True) == "string":
             if out is flows:
                 out = flows.copy()
             out[col] = series.astype(_TEXT_DTYPE)
