@@ -306,8 +306,8 @@ def test_terminal_summary_on_an_80_column_terminal(tmp_path: Path) -> None:
 @pytest.mark.skipif(not HAVE_REAL, reason="needs ../shared/captures/real")
 @pytest.mark.parametrize("width", [80, 100])
 def test_summary_fits_a_narrow_console_without_cutting(width: int) -> None:
+    from analyzer import analyze
     from analyzer.report import render_summary
-    from analyzer.session.build import analyze
 
     for name, kw in (("zoom.pcap", {"region": "eu"}), ("zoom_p2p.pcapng", {}), ("teams.pcap", {"allow": "US"})):
         report = analyze(REAL / name, **kw).report
@@ -331,8 +331,8 @@ def test_summary_fits_a_narrow_console_without_cutting(width: int) -> None:
 
 @pytest.mark.skipif(not HAVE_REAL, reason="needs ../shared/captures/real/zoom.pcap")
 def test_country_roles_and_policy_findings_tell_one_story() -> None:
+    from analyzer import analyze
     from analyzer.report import common
-    from analyzer.session.build import analyze
 
     report = analyze(ZOOM, region="north-america").report
     flows = {f["flow_id"]: f for f in report["flows"]}
@@ -364,8 +364,8 @@ def test_country_roles_and_policy_findings_tell_one_story() -> None:
 
 @pytest.mark.skipif(not HAVE_REAL, reason="needs ../shared/captures/real")
 def test_time_gaps_and_impossible_timestamps_are_findings() -> None:
+    from analyzer import analyze
     from analyzer.common.words import capture_time, human_duration
-    from analyzer.session.build import analyze
 
     zoom = analyze(ZOOM).report
     segs = zoom["capture"]["time_segments"]
@@ -392,7 +392,7 @@ def test_time_gaps_and_impossible_timestamps_are_findings() -> None:
 def test_session_repr_vantage_datetimes_dtypes_and_parquet_map(tmp_path: Path) -> None:
     import pandas as pd
 
-    from analyzer.session.build import analyze
+    from analyzer import analyze
 
     s = analyze(DEMO, region="north-america")
     text = repr(s)
@@ -419,7 +419,7 @@ def test_session_repr_vantage_datetimes_dtypes_and_parquet_map(tmp_path: Path) -
 
 
 def test_api_errors_speak_of_parameters_and_cli_of_flags() -> None:
-    from analyzer.session.build import analyze
+    from analyzer import analyze
 
     for kw, api, flag in (
         ({"allow": "XX"}, "allow='XX': ", "--allow XX: "),

@@ -325,7 +325,7 @@ def test_real_report_reads_at_two_widths(tmp_path: Path, browser: _DevTools, wid
     scrolling, the map legend draws what the map draws, markers do not overlap, the timeline has
     one segment per period, and no leftover text shows. Screenshots of the summary, map, timeline
     and flow table: tmp_path/zoom-<width>-<part>.png (copied to /tmp/confscope-zoom-<width>-<part>.png)."""
-    from analyzer.session.build import analyze
+    from analyzer import analyze
     from tests.conftest import real_capture
 
     session = analyze(real_capture("zoom.pcap"), region="north-america")

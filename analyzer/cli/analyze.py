@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from analyzer.cli.main import check_output_dir, print_capture_notes
+from analyzer.cli.output import check_output_dir, print_capture_notes
 from analyzer.cli.progress import EXIT_OK, EXIT_USAGE, progress_bar
 from analyzer.cli.workers import parallel_options
 from analyzer.errors import ConfscopeError, OptionError

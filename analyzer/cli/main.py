@@ -10,12 +10,11 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from analyzer import __version__
+from analyzer.cli.output import check_output_file, one_line, print_capture_notes
 from analyzer.cli.progress import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, progress_bar
 from analyzer.cli.workers import add_workers_options, parallel_options
-from analyzer.common.words import plural
 from analyzer.errors import ConfscopeError, OptionError
 
 
@@ -179,27 +178,6 @@ def _add_progress_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def check_output_file(path: str) -> None:
-    """`-o FILE` must be writable before a long scan starts: its folder must exist."""
-    if path == "-":
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise OptionError(f"-o {path}: is a folder; give a file name")
-    parent = target.parent
-    if not parent.is_dir():
-        raise OptionError(f"-o {path}: no such folder {parent}")
-
-
-def check_output_dir(path: str) -> None:
-    """`-o DIR` may be missing (it is created) but must not be a file or lie under one."""
-    for p in (Path(path), *Path(path).parents):
-        if p.exists():
-            if not p.is_dir():
-                raise OptionError(f"-o {path}: {p} is a file, not a folder")
-            return
-
-
 def cmd_flows(args: argparse.Namespace) -> int:
     from analyzer.session.flowtable import flow_table
 
@@ -221,22 +199,6 @@ def cmd_flows(args: argparse.Namespace) -> int:
     write_flow_table(table, args.format, args.output)
     print_capture_notes(info)
     return EXIT_OK
-
-
-def print_capture_notes(info: dict, name: str | None = None) -> None:
-    """Warnings about the capture (truncated, damaged, skipped packets) on stderr, one line each,
-    the same for every command that reads a capture."""
-    where = f"{_one_line(name)}: " if name else ""
-    for w in list(info.get("warnings") or [])[:20]:
-        print(f"confscope: warning: {where}{_one_line(w)}", file=sys.stderr)
-    skipped = int(info.get("skipped_packets") or 0)
-    if skipped:
-        reasons = ", ".join(
-            f"{n:,} {reason.replace('_', ' ')}" for reason, n in sorted((info.get("skipped_by_reason") or {}).items())
-        )
-        detail = f" ({reasons})" if reasons else ""
-        # Not a fault (ARP, LLDP and other non-IP frames are normal): a note, not a warning.
-        print(f"confscope: note: {where}{plural(skipped, 'packet')} not in any flow{detail}", file=sys.stderr)
 
 
 def cmd_geo(args: argparse.Namespace) -> int:
@@ -300,11 +262,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def _one_line(text: object) -> str:
-    """Errors and warnings may quote captured bytes: keep them on one printable line."""
-    from analyzer.report.sanitize import one_line
-
-    return one_line(str(text))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -335,7 +292,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         text = exc.cli_message() if isinstance(exc, OptionError) else str(exc)
-        print(f"confscope: error: {_one_line(text)}", file=sys.stderr)
+        print(f"confscope: error: {one_line(text)}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         # `confscope flows x.pcap | head` closes the pipe early; that is not an error.
@@ -353,10 +310,10 @@ def _run(args: argparse.Namespace) -> int:
         if isinstance(exc, OSError) and exc.filename:
             # A file the user named (or a folder to write into) cannot be read or written: bad
             # input, not a bug. Only errors that name a path count.
-            print(f"confscope: error: {_one_line(exc.filename)}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"confscope: error: {one_line(exc.filename)}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_USAGE
         print(
-            f"confscope: internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug and report it",
+            f"confscope: internal error ({type(exc).__name__}: {one_line(exc)}); rerun with --debug and report it",
             file=sys.stderr,
         )
         return EXIT_INTERNAL
