@@ -243,6 +243,13 @@ def _scalar(t: pa.DataType) -> Any:
             return _json_text(v)
         return text(v)
 
+    def as_time(v: Any) -> pd.Timestamp | None:
+        if _is_missing(v) or not isinstance(v, pd.Timestamp | int | np.integer):
+            return None
+        return v if isinstance(v, pd.Timestamp) else pd.Timestamp(int(v), unit="ns", tz="UTC")
+
+    if pa.types.is_timestamp(t):
+        return as_time
     if pa.types.is_integer(t):
         return as_int
     if pa.types.is_floating(t):
