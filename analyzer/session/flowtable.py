@@ -36,12 +36,12 @@ def flow_table(
     if engine != "native":
         from analyzer.engines import build_flows
 
+        if dissect and is_stream_path(source):  # a pipe cannot be read a second time for the dissection
+            raise OptionError(f"the {engine} engine with dissection needs a regular file; add --no-dissect")
         other = build_flows(source, engine=engine)
         other = other[[c for c in other.columns if c not in INTERNAL_COLUMNS and not c.startswith("kind_")]]
         if not dissect:
             return other, {"warnings": [], "skipped_packets": 0}
-        if is_stream_path(source):  # a pipe cannot be read a second time for the dissection
-            raise OptionError(f"the {engine} engine with dissection needs a regular file; add --no-dissect")
         # The engine builds the 5-tuple flows; app, protocol, roles and hostname come from
         # confscope's dissection of the same capture, matched to the engine's flows by 5-tuple
         # (either direction). A flow only the engine has gets empty classification columns.
