@@ -43,10 +43,14 @@ def _types() -> dict[str, pa.DataType]:
         "list<addr>": pa.list_(addr),
         # bytes per role: keys vary per flow, values are byte counts.
         "map<str,i64>": pa.map_(pa.string(), pa.int64()),
+        # the session's timezone-aware first_time/last_time beside the epoch columns
+        "ts": pa.timestamp("ns", tz="UTC"),
     }
 
 
-TYPE_NAMES = ("str", "bool", "i8", "i32", "i64", "u64", "f64", "list<str>", "list<i64>", "list<addr>", "map<str,i64>")
+TYPE_NAMES = (
+    "str", "bool", "i8", "i32", "i64", "u64", "f64", "list<str>", "list<i64>", "list<addr>", "map<str,i64>", "ts",
+)
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,8 @@ def _kinds() -> tuple[tuple[str, str], ...]:
 FLOW_BASE = (
     ("flow_id", "i64"), ("transport", "str"), ("ip_version", "i8"), ("client_ip", "str"), ("client_port", "i32"),
     ("server_ip", "str"), ("server_port", "i32"), ("first_ts", "f64"), ("last_ts", "f64"), ("first_ts_ns", "i64"),
-    ("last_ts_ns", "i64"), ("packets_c2s", "i64"), ("packets_s2c", "i64"), ("bytes_c2s", "i64"),
+    ("first_time", "ts"), ("last_ts_ns", "i64"), ("last_time", "ts"), ("packets_c2s", "i64"), ("packets_s2c", "i64"),
+    ("bytes_c2s", "i64"),
     ("bytes_s2c", "i64"), ("packets", "i64"), ("bytes", "i64"), ("tcp_rtt_ms", "f64"), ("community_id", "str"),
     ("encap", "str"),
 )

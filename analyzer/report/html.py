@@ -16,11 +16,12 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.common.words import capture_time, human_duration
 from analyzer.report import common
 from analyzer.report.jsonout import order_report
 from analyzer.report.sanitize import human_bytes, json_for_script, strip_terminal, text, to_plain
-from analyzer.report.svgcharts import country_role_bars, flow_timeline, legend
-from analyzer.report.worldmap import world_map
+from analyzer.report.svgcharts import country_role_bars, flow_timeline
+from analyzer.report.worldmap import map_legend, world_map
 
 MAX_TABLE_ROWS = 5000
 
@@ -33,20 +34,25 @@ h1{font-size:22px;margin:8px 0}h2{font-size:17px;margin:28px 0 8px;border-bottom
 padding:8px 12px;min-width:150px}.card b{display:block;font-size:18px}.card span{color:var(--mut)}
 table{border-collapse:collapse;width:100%;margin:6px 0}th,td{border:1px solid var(--bd);padding:3px 6px;
 text-align:left;vertical-align:top}tbody tr:nth-child(even){background:var(--alt)}td.n,th.n{text-align:right}
-table.sortable th{cursor:pointer;user-select:none;background:#eef1f4}
+td.n{white-space:nowrap}table.sortable th{cursor:pointer;user-select:none;background:#eef1f4}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 .wrap{overflow-x:auto}
 .sev{display:inline-block;border-radius:4px;padding:0 6px;color:#fff;font-weight:600;font-size:12px}
 .sev-critical{background:#a50026}.sev-high{background:#d73027}.sev-medium{background:#b8860b}
 .sev-low{background:#4575b4}.sev-info{background:#777}.note{color:var(--mut);font-size:13px}
 code,.mono,.ip{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
-.mono{overflow-wrap:anywhere}.ip{white-space:nowrap}
+.mono{overflow-wrap:anywhere}.ip{white-space:nowrap}td.org{min-width:7em}
+@media (max-width:1150px){body{padding:12px}#flow-table{font-size:12.5px}#flow-table td,#flow-table th{padding:2px 4px}
+#flow-table .ip,#flow-table .mono{font-size:11.5px}}.host{color:var(--mut)}
 svg text{font:12px system-ui,sans-serif;fill:#1d2125}svg .tlb{font-size:10.5px}svg .lb{font-weight:600}
 svg .grid{stroke:#e3e7eb}.map .sea{fill:#eef5fb}.map .grat{stroke:#dbe6f0;stroke-width:.6}
 .map .land{fill:#dcdcdc;stroke:#fff;stroke-width:.5}.map .used{fill:#b9d3ea}
 .map .kx{fill:#f4b183;stroke:#D55E00;stroke-width:1.2}.map .link{fill:none;stroke-width:1.3;opacity:.55}
 .conf-contested{color:#b35900;font-weight:bold}.conf-confirmed{font-weight:bold}
-.map .ep{stroke:#fff;stroke-width:1.3}.map .vantage{fill:#111;stroke:#fff;stroke-width:1}
+.map .ep,.chart .ep{stroke:#fff;stroke-width:1.3;vector-effect:non-scaling-stroke}
+.vantage{fill:#111;stroke:#fff;stroke-width:1;vector-effect:non-scaling-stroke}
+.map .land,.map .link,.map .grat{vector-effect:non-scaling-stroke}
+.land{fill:#dcdcdc;stroke:#fff;stroke-width:.5}.land.used{fill:#b9d3ea}.land.kx{fill:#f4b183;stroke:#D55E00;stroke-width:1.2}
 svg{max-width:100%;height:auto}svg.map{width:100%}
 dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px}
 dl.prov dt{color:var(--mut)}dl.prov dd{margin:0}footer{margin-top:30px;color:var(--mut);font-size:12.5px}
@@ -59,8 +65,7 @@ _JS = """
 var el=document.getElementById('report-data'),data={};
 try{data=JSON.parse(el.textContent);}catch(e){data={};}
 var st=document.getElementById('js-status');
-if(st){st.textContent='Interactive: click a column heading to sort ('+
-((data.capture||{}).packets||0)+' packets).';}
+if(st&&data){st.textContent='Click a column heading to sort.';}
 function key(td,num){var v=td.hasAttribute('data-v')?td.getAttribute('data-v'):td.textContent;
 if(!num){return v;}var f=parseFloat(v);return isNaN(f)?-Infinity:f;}
 var heads=document.querySelectorAll('table.sortable th');
@@ -119,7 +124,7 @@ def _summary(report: dict[str, Any], flows: pd.DataFrame) -> str:
     policy = report.get("policy") or {}
     n_viol = len(common.violations(report))
     cards = [
-        ("duration", f"{to_plain(cap.get('duration_s')) or 0:.1f} s"),
+        ("duration", capture_time(cap)),
         ("packets", f"{to_plain(cap.get('packets')) or 0:,}"),
         ("bytes", human_bytes(cap.get("bytes") or 0)),
         ("flows", f"{len(flows):,}"),
@@ -136,6 +141,21 @@ def _summary(report: dict[str, Any], flows: pd.DataFrame) -> str:
         cards.append(("policy violations", str(n_viol)))
     body = "".join(f'<div class="card"><span>{escape(k)}</span><b>{_e(v)}</b></div>' for k, v in cards)
     return f'<section id="summary"><h2>Summary</h2><div class="cards">{body}</div></section>'
+
+
+def _shared_note(report: dict[str, Any]) -> str:
+    """Roles a country's flows carry without bytes of their own (see common.SHARED_NOTE): the bars
+    show bytes, so the note names them, and the policy findings' roles all appear on the page."""
+    roles = common.role_columns(report)
+    shared = [
+        f"{text(c.get('country'))}: {common.ROLE_LABELS.get(r, r)}"
+        for c in report.get("countries") or []
+        for r in roles
+        if common.role_cell(c, r) == common.SHARED_MARK
+    ]
+    if not shared:
+        return ""
+    return f'<p class="note" id="shared-roles">{_e(common.SHARED_NOTE)} Shared: {_e("; ".join(shared))}.</p>'
 
 
 def _findings(report: dict[str, Any]) -> str:
@@ -257,7 +277,25 @@ def _media(report: dict[str, Any]) -> str:
     return f'<section id="media">{head}{_table("media-table", headers, rows)}</section>'
 
 
+def _clock(ts: Any, with_date: bool) -> tuple[str, str]:
+    """(shown, full) UTC time of an epoch timestamp: `17:54:26.081` (with the date when the flows
+    span several days) and the full ISO form for the tooltip."""
+    v = to_plain(ts)
+    if not isinstance(v, int | float) or isinstance(v, bool) or v != v:
+        return "", ""
+    at = pd.Timestamp(v, unit="s", tz="UTC")
+    full = at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return (at.strftime("%Y-%m-%d %H:%M:%S") if with_date else at.strftime("%H:%M:%S.%f")[:-3]), full
+
+
+def _endpoint(ip: Any, port: Any) -> str:
+    return f"<span class=ip>{_e(ip)}</span><wbr><span class=ip>:{_e(port)}</span>"
+
+
 def _flow_table(flows: pd.DataFrame) -> str:
+    """Flows in 11 columns that fit a 1,400 px window: the server's hostname under its address,
+    app and protocol together, ASN with the org, both directions' bytes in one column (the split
+    is in the cell's tooltip), start as UTC clock time."""
     df = flows
     note = ""
     if len(df) > MAX_TABLE_ROWS:
@@ -266,44 +304,53 @@ def _flow_table(flows: pd.DataFrame) -> str:
         note = (
             f'<p class="note">The {MAX_TABLE_ROWS:,} largest of {len(flows):,} flows; flows.csv has all.</p>'
         )
-    t0 = to_plain(pd.to_numeric(flows["first_ts"], errors="coerce").min()) if "first_ts" in flows else None
+    starts = pd.to_numeric(flows["first_ts"], errors="coerce") if "first_ts" in flows else pd.Series(dtype=float)
+    days = starts.dropna().floordiv(86400).nunique() if len(starts) else 0
     rows = []
     for rec in df.to_dict("records"):
         first, last = to_plain(rec.get("first_ts")), to_plain(rec.get("last_ts"))
-        rel = first - t0 if isinstance(first, int | float) and isinstance(t0, int | float) else None
         dur = last - first if isinstance(first, int | float) and isinstance(last, int | float) else None
+        shown, full = _clock(first, days > 1)
         roles = to_plain(rec.get("roles")) or []
         role = common.primary_role(roles)
+        c2s, s2c = to_plain(rec.get("bytes_c2s")) or 0, to_plain(rec.get("bytes_s2c")) or 0
+        host = text(rec.get("hostname"))
+        asn = text(rec.get("server_asn"))
+        org = " ".join(x for x in (f"AS{asn}" if asn else "", text(rec.get("server_org"))) if x)
         rows.append(
             "<tr>"
-            f"{_num_cell(rec.get('flow_id'))}<td>{_e(rec.get('transport'))}</td>"
-            f"<td class=ip>{_e(rec.get('client_ip'))}:{_e(rec.get('client_port'))}</td>"
-            f"<td class=ip>{_e(rec.get('server_ip'))}</td>"
-            f"{_num_cell(rec.get('server_port'), text(rec.get('server_port')))}"
-            f"<td class=mono>{_e(rec.get('hostname'))}</td><td>{_e(rec.get('app'))}</td>"
-            f"<td>{_e(rec.get('protocol'))}</td>"
+            f"{_num_cell(rec.get('flow_id'))}"
+            # <wbr>: on a narrow window the port may go under the address, the address never breaks
+            f"<td>{_endpoint(rec.get('client_ip'), rec.get('client_port'))}</td>"
+            f"<td>{_endpoint(rec.get('server_ip'), rec.get('server_port'))}"
+            + (f"<br><span class='mono host'>{_e(host)}</span>" if host else "")
+            + "</td>"
+            f"<td>{_e(rec.get('app'))} <span class=note>{_e(rec.get('protocol') or rec.get('transport'))}</span></td>"
             f'<td><span style="color:{common.role_colour(role)}">&#9632;</span> '
             f"{_e(', '.join(text(r) for r in roles))}</td>"
-            f"<td>{_e(rec.get('server_country'))}</td><td>{_e(rec.get('server_asn'))}</td>"
-            f"<td>{_e(rec.get('server_org'))}</td>"
-            f"{_num_cell(rel, f'{rel:.3f}' if rel is not None else '')}"
-            f"{_num_cell(dur, f'{dur:.3f}' if dur is not None else '')}"
+            f"<td>{_e(rec.get('server_country'))}</td><td class=org>{_e(org)}</td>"
+            f'<td class="n ip" data-v="{_e(first)}" title="{_e(full)}">{"<br>".join(map(_e, shown.split(" ")))}</td>'
+            f"{_num_cell(dur, human_duration(dur) if dur is not None else '')}"
             f"{_num_cell((to_plain(rec.get('packets_c2s')) or 0) + (to_plain(rec.get('packets_s2c')) or 0))}"
-            f"{_num_cell(rec.get('bytes_c2s'))}{_num_cell(rec.get('bytes_s2c'))}"
+            f'<td class=n data-v="{c2s + s2c}" title="client to server {c2s:,} B, server to client {s2c:,} B">'
+            f"{escape(human_bytes(c2s + s2c))}</td>"
             "</tr>"
         )
-    headers = [("flow", True), ("transport", False), ("client", False), ("server", False), ("port", True),
-               ("hostname", False), ("app", False), ("protocol", False), ("roles", False), ("country", False),
-               ("ASN", False), ("org", False), ("start s", True), ("duration s", True), ("packets", True),
-               ("bytes c→s", True), ("bytes s→c", True)]
+    headers = [("flow", True), ("client", False), ("server / hostname", False), ("app", False),
+               ("roles", False), ("country", False), ("org", False), ("start (UTC)", True), ("duration", True),
+               ("packets", True), ("bytes", True)]
     return (
-        f'<section id="flows"><h2>Flows</h2><p class="note" id="js-status">Static table (sorting needs '
-        f"JavaScript).</p>{note}{_table('flow-table', headers, rows)}</section>"
+        f'<section id="flows"><h2>Flows</h2><p class="note" id="js-status"></p>'
+        f"{note}{_table('flow-table', headers, rows)}</section>"
     )
 
 
 def _joined(value: Any) -> str:
     v = to_plain(value)
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if v is None or v == []:
+        return "none"
     return ", ".join(text(x) for x in v) if isinstance(v, list) else text(v)
 
 
@@ -357,14 +404,7 @@ def to_html(report: dict[str, Any], flows: pd.DataFrame | None = None) -> str:
         "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
         f"script-src '{_script_hash(_JS)}'; base-uri 'none'; form-action 'none'"
     )
-    roles = list(common.ROLES)
-    map_legend = (
-        '<svg class="chart" viewBox="0 0 1000 24" width="1000" height="24">'
-        + legend(roles, 4, 16)
-        + '<polygon points="560,8 564,15 556,15" fill="#111"/><text x="570" y="17">vantage</text>'
-        + '<rect x="640" y="7" width="14" height="12" fill="#f4b183" stroke="#D55E00"/>'
-        + '<text x="660" y="17">country where keys were exchanged</text></svg>'
-    )
+    map_key = map_legend(list(common.ROLES))
     name = _e(common.title(report))
     parts = [
         "<!DOCTYPE html>",
@@ -379,16 +419,17 @@ def to_html(report: dict[str, Any], flows: pd.DataFrame | None = None) -> str:
         _violations(report),
         '<section id="countries"><h2>Bytes by remote country and role</h2>',
         country_role_bars(report),
+        _shared_note(report),
         "</section>",
         '<section id="map"><h2>Where the call travelled</h2>',
-        map_legend,
+        map_key,
         world_map(report, flows),
         "</section>",
         _endpoints(report),
         _key_exchange(report),
         _media(report),
         '<section id="timeline-section"><h2>Flow timeline</h2>',
-        flow_timeline(flows),
+        flow_timeline(flows, segments=(report.get("capture") or {}).get("time_segments")),
         "</section>",
         _flow_table(flows),
         _provenance(report),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from analyzer.common.words import capture_time, plural
 from analyzer.report import common
 from analyzer.report.sanitize import human_bytes, md_escape, text, to_plain
 
@@ -60,7 +61,7 @@ def _summary(report: dict[str, Any]) -> list[str]:
     lines = [
         f"- **Capture:** {md_escape(common.title(report))} ({md_escape(cap.get('format'))}), "
         f"{_num(cap.get('packets'))} packets, {human_bytes(cap.get('bytes'))}, "
-        f"{_num(cap.get('duration_s'))} s",
+        f"{md_escape(capture_time(cap))}",
         f"- **Flows:** {_num(len(report.get('flows') or []))}; **apps:** {apps or 'none'}",
         f"- **Remote countries:** {md_escape(', '.join(countries)) or 'none'}",
         f"- **Key exchange handled in:** {md_escape(', '.join(kx_countries)) or 'no key exchange seen'}",
@@ -78,7 +79,7 @@ def _summary(report: dict[str, Any]) -> list[str]:
     if allowed is None:
         lines.append("- **Policy:** none given")
     else:
-        lines.append(f"- **Policy:** allowed {_list(allowed) or 'nothing'}; **{n_viol} violation(s)**")
+        lines.append(f"- **Policy:** allowed {_list(allowed) or 'nothing'}; **{plural(n_viol, 'violation')}**")
     return [*lines, ""]
 
 
@@ -141,10 +142,14 @@ def _countries(report: dict[str, Any]) -> list[str]:
                 _num(c.get("flows")),
                 _num(c.get("packets")),
                 _num(c.get("bytes")),
-                *[_num(by_role.get(r, 0)) for r in roles],
+                *[
+                    common.SHARED_MARK if common.role_cell(c, r) == common.SHARED_MARK else _num(by_role.get(r, 0))
+                    for r in roles
+                ],
             ]
         )
-    return _table([md_escape(h) for h in headers], rows, right=range(1, len(headers)))
+    note = [common.SHARED_NOTE, ""] if common.has_shared(report) else []
+    return _table([md_escape(h) for h in headers], rows, right=range(1, len(headers))) + note
 
 
 def _key_exchange(report: dict[str, Any]) -> list[str]:

@@ -106,11 +106,11 @@ def resolve_key(spec: str) -> str:
         except UnicodeDecodeError:
             raise ValueError("--anonymize: key file is not UTF-8 text") from None
         except OSError as exc:
-            raise ValueError(f"--anonymize: cannot read key file ({exc.strerror})") from None
+            raise ValueError(f"cannot read key file ({exc.strerror})") from None
     else:
         value = spec
     if not value:
-        raise ValueError("--anonymize: the key is empty")
+        raise ValueError("the key is empty")
     return value
 
 

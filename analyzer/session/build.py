@@ -39,6 +39,7 @@ from analyzer.session.tables import (
     media_table,
     meetings_table,
 )
+from analyzer.session.timing import capture_timing, time_segments, timing_findings
 
 __all__ = ["FLOW_REPORT_COLUMNS", "SCHEMA", "SESSION_OPTIONS", "Session", "SessionOptions",
            "analyze", "build_session", "prepare_options", "session_from_scan"]
@@ -148,6 +149,9 @@ def build_session(
     findings += location_findings(endpoints, rtt_conflicts)
     findings += data_age_findings(capture, resolver.provenance())
     findings += capture_findings(capture)
+    segments = time_segments(flows)
+    capture.update(capture_timing(segments))
+    findings += timing_findings(segments)
     report = {
         "schema": SCHEMA,
         "tool": {"name": "confscope", "version": __version__},

@@ -56,6 +56,19 @@ def _sum_roles(values: Iterable[Any]) -> dict[str, int]:
     return {k: v for k, v in total.items() if v}
 
 
+def _count_roles(values: Iterable[Any]) -> dict[str, int]:
+    """Flows tagged with each role. A flow can carry several roles while each of its bytes is
+    counted once, under the role of the packet that carried it (`bytes_by_role`): a key-delivery
+    TLS channel is signaling and key exchange, and all its bytes are key exchange. So a role can
+    have flows here and no bytes there."""
+    total: dict[str, int] = dict.fromkeys(ROLES, 0)
+    for roles in values:
+        if isinstance(roles, list | tuple | set | frozenset | np.ndarray):
+            for r in roles:
+                total[str(r)] = total.get(str(r), 0) + 1
+    return {k: v for k, v in total.items() if v}
+
+
 def apps_table(flows: pd.DataFrame) -> list[dict[str, Any]]:
     if flows.empty:
         return []
@@ -86,6 +99,7 @@ def countries_table(flows: pd.DataFrame) -> list[dict[str, Any]]:
                 "packets": int(df["packets"].sum()),
                 "bytes": int(df["bytes"].sum()),
                 "bytes_by_role": _sum_roles(df["bytes_by_role"]),
+                "flows_by_role": _count_roles(df["roles"]),
                 "apps": sorted(set(df["app"].fillna("unknown"))),
                 "asns": sorted({int(a) for a in df["remote_asn"].dropna()}),
             }
@@ -101,6 +115,7 @@ def local_table(flows: pd.DataFrame) -> dict[str, Any]:
         "bytes": int(loc["bytes"].sum()) if len(loc) else 0,
         "by_scope": {str(k): int(v) for k, v in loc["remote_scope"].value_counts().items()},
         "bytes_by_role": _sum_roles(loc["bytes_by_role"]),
+        "flows_by_role": _count_roles(loc["roles"]) if len(loc) else {},
     }
 
 
