@@ -186,12 +186,14 @@ def _payload_mutants(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]
             buf[o + 11], buf[o + 12] = v >> 8, v & 0xFF
         elif size > 9 and r < 0.65:
             buf[o + 1] = rng.choice([1, 0x0F, 0x15])
-            buf[o + 7], buf[o + 8] = rng.choice([0, 4]), rng.choice([0x0F, 0x10, 0x15, 0x21])
+            buf[o + 7], buf[o + 8] = rng.choice([0, 4]), rng.choice([0x0F, 0x10, 0x15, 0x21, 0x0A])
         elif size > 4 and r < 0.7:
             buf[o + 1 : o + 4] = (1, 0, 0xFB)
         elif r < 0.75:
             text = b"INVITE sip:a SIP/2.0"[:size]
             buf[o : o + len(text)] = np.frombuffer(text, np.uint8)
+        elif size > 12 and r < 0.8:  # RTP that is all padding (P set, count = bytes after the header)
+            buf[o], buf[o + 1], buf[o + size - 1] = 0xA0, 111, size - 12
     proto = rng.choice([6, 17, 17, 1], n).astype(np.uint8)
     sport = rng.choice(INTERESTING_PORTS, n)
     dport = rng.choice(INTERESTING_PORTS, n)

@@ -69,6 +69,13 @@ def parse_rtp(data: bytes) -> RtpHeader | None:
         return None
 
 
+def is_padding_only(hdr: RtpHeader, data: bytes) -> bool:
+    """RFC 3550 5.1: P is set and the padding count (the last byte) covers every byte after the
+    header, so the packet carries no media (WebRTC's bandwidth-probe padding). The scalar twin of
+    the `rtp_padding` payload kind (kinds.py)."""
+    return hdr.padding and hdr.payload_length > 0 and data[-1] == hdr.payload_length
+
+
 def _parse_rtp(data: bytes) -> RtpHeader | None:
     n = len(data)
     if n < 12:

@@ -170,4 +170,5 @@ def _empty_classified(flows: pd.DataFrame) -> pd.DataFrame:
         out[col] = pd.Series(dtype=object)
     out["roles"] = pd.Series(dtype=object)
     out["bytes_by_role"] = pd.Series(dtype=object)
+    out["other_by_kind"] = pd.Series(dtype=object)
     return out

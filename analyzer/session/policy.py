@@ -132,9 +132,9 @@ def violations(flows: pd.DataFrame, policy: Policy | None) -> list[dict[str, Any
     if policy is None or flows.empty:
         return []
     out: list[dict[str, Any]] = []
-    for row in flows[["flow_id", "roles", "remote_country", "remote_scope", "remote_ip", "app"]].itertuples(
-        index=False
-    ):
+    cols = ["flow_id", "roles", "remote_country", "remote_scope", "remote_ip", "app"]
+    has_split = "bytes_by_role" in flows
+    for row in flows[[*cols, "bytes_by_role"] if has_split else cols].itertuples(index=False):
         if row.remote_scope != "public" or not row.remote_country:
             continue
         for role in row.roles:
@@ -151,6 +151,9 @@ def violations(flows: pd.DataFrame, policy: Policy | None) -> list[dict[str, Any
                     "app": row.app,
                     "severity": "low" if unknown else SEVERITY.get(role, "low"),
                     "confidence": "low" if unknown else "high",
+                    # The flow's bytes in this role (probes and padding are `other`, not media).
+                    "bytes": int((row.bytes_by_role or {}).get(role, 0))
+                    if has_split and isinstance(row.bytes_by_role, dict) else None,
                 }
             )
     return out

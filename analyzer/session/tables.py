@@ -31,6 +31,7 @@ FLOW_REPORT_COLUMNS = (
     "protocol",
     "roles",
     "bytes_by_role",
+    "other_by_kind",
     "hostname",
     "server_country",
     "server_asn",
