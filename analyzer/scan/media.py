@@ -54,6 +54,14 @@ SEQ_WINDOW = 64  # a packet repeating a sequence number within this many of the 
 MAX_STEP = 100  # consecutive seq steps of 1..MAX_STEP make a stream plausible (not random UDP)
 JITTER_A = 15.0 / 16.0  # RFC 3550 6.4.1: J += (|D| - J) / 16
 
+# Rates (bitrate, frame rate) need a span that means something: a 0.4 s capture divided by its
+# microseconds gave Gbit/s (issue 13). Below either bound the rate is null with the reason.
+RATE_MIN_SPAN_S = 1.0
+RATE_MIN_PACKETS = 10
+MAX_STREAMS = 20_000  # streams kept in full; later ones are counted only (memory stays bounded)
+OVERFLOW_KEYS_MAX = 1 << 20  # distinct over-cap stream keys remembered for counting (8 MiB)
+MAX_SECOND_ROWS = 2_000_000  # (stream, second) rows of the time series kept, all streams together
+
 ECB_MAX_PACKETS = 400  # per stream, protocols.md 5
 ECB_MAX_REGION = 1500  # bytes of one packet's encrypted region that are kept
 ECB_MAX_SAMPLE_BYTES = 32 * 1024 * 1024  # all streams together: bounded memory on huge captures
@@ -179,19 +187,31 @@ class MediaResult:
     dropped_streams: int = 0  # implausible RTP look-alikes (random UDP whose first byte says V=2)
     ecb_sample_truncated: bool = False
     notes: list[str] = field(default_factory=list)
+    # One row per (stream, second): see MediaTap.seconds. Empty when the tap kept no streams.
+    seconds: pd.DataFrame | None = None
+    streams_over_cap: int = 0  # streams seen beyond MediaTap's max_streams (counted, not measured)
+    packets_over_cap: int = 0
 
 
 _STATE_INT = (
     "flow_key", "adir", "ssrc", "media", "zoom", "first_pt", "packets", "bytes", "first_ns", "last_ns",
     "last_seq", "last_ext", "max_ext", "min_ext", "dups", "reordered", "pt_lo", "pt_hi", "last_rts",
     "ts_span", "jn", "good", "ecb_taken",
+    # byte counts (see the module docstring), RTP marker bits
+    "udp_bytes", "payload_bytes", "markers",
+    # the open frame (RTP timestamp group still receiving packets)
+    "fr_open", "fr_rts", "fr_bytes", "fr_pkts", "fr_last_ns", "fr_marker",
+    # completed frames: count, payload-size sum/min/max, packets, marker-terminated, frame jitter state
+    "frames", "fsize_sum", "fsize_min", "fsize_max", "fpkts_sum", "fmarked", "fj_n", "fj_prev_ns",
+    "fj_prev_rts", "first_frame_ns", "last_frame_ns",
 )
 
 
 class MediaTap:
     """Per-stream RTP statistics and ECB samples, fed chunk by chunk (see module docstring)."""
 
-    def __init__(self, *, ecb_packets: int = ECB_MAX_PACKETS, ecb_max_bytes: int = ECB_MAX_SAMPLE_BYTES) -> None:
+    def __init__(self, *, ecb_packets: int = ECB_MAX_PACKETS, ecb_max_bytes: int = ECB_MAX_SAMPLE_BYTES,
+                 max_streams: int = MAX_STREAMS, max_second_rows: int = MAX_SECOND_ROWS) -> None:
         self._reg_keys = np.zeros(0, np.uint64)  # stream keys, sorted, and their stream ids
         self._reg_sids = np.zeros(0, np.int64)
         self._n = 0
@@ -200,6 +220,17 @@ class MediaTap:
         self._s["pt_lo"] = np.zeros(0, np.uint64)
         self._s["pt_hi"] = np.zeros(0, np.uint64)
         self._jit = np.zeros((0, len(RATES)), np.float64)
+        self._fjit = np.zeros((0, len(RATES)), np.float64)  # frame jitter, RFC 3550 over frames
+        self._fsq = np.zeros(0, np.float64)  # sum of squared frame sizes
+        self._max_streams = max(int(max_streams), 0)
+        self._over_keys = np.zeros(0, np.uint64)
+        self._over_streams = 0
+        self._over_packets = 0
+        self._max_second_rows = max_second_rows
+        self._second_rows = 0
+        self._seconds_truncated = False
+        self._sec_parts: list[dict[str, np.ndarray]] = []
+        self._frame_parts: list[dict[str, np.ndarray]] = []
         self._win_sid = np.zeros(0, np.int64)
         self._win_ext = np.zeros(0, np.int64)
         self._ecb_packets = ecb_packets
@@ -219,6 +250,17 @@ class MediaTap:
         pos = np.full(skeys.size, -1, np.int64)
         pos[found] = self._reg_sids[at[found]]
         new = np.flatnonzero(~found)
+        room = self._max_streams - self._n
+        if new.size > room:
+            # Beyond the cap: not measured, only counted (distinct keys up to OVERFLOW_KEYS_MAX).
+            over = skeys[new[max(room, 0):]]
+            if self._over_keys.size < OVERFLOW_KEYS_MAX:
+                fresh = np.setdiff1d(over, self._over_keys)
+                self._over_streams += int(fresh.size)
+                self._over_keys = np.union1d(self._over_keys, fresh)[:OVERFLOW_KEYS_MAX]
+            else:
+                self._over_streams += int(over.size)  # a lower bound on repeats, an upper on streams
+            new = new[: max(room, 0)]
         if new.size:
             k = new.size
             start = self._n
@@ -247,6 +289,12 @@ class MediaTap:
         jit = np.zeros((cap, len(RATES)), np.float64)
         jit[: self._jit.shape[0]] = self._jit
         self._jit = jit
+        fjit = np.zeros((cap, len(RATES)), np.float64)
+        fjit[: self._fjit.shape[0]] = self._fjit
+        self._fjit = fjit
+        fsq = np.zeros(cap, np.float64)
+        fsq[: self._fsq.shape[0]] = self._fsq
+        self._fsq = fsq
 
     # -- per chunk ------------------------------------------------------------------------------
     def update(self, chunk, cols, idx: np.ndarray, kinds: np.ndarray, keys: np.ndarray, adir: np.ndarray) -> None:
@@ -274,6 +322,10 @@ class MediaTap:
         fdir = np.asarray(adir)[sel[g]].astype(np.int64)
         ts = chunk.ts_ns[pk].astype(np.int64)
         wire = chunk.wirelen[pk].astype(np.int64)
+        b1 = np.zeros(g.size, np.int64)
+        inside = (rel >= 0) & (rel + 1 < plen)
+        b1[inside] = buf[off[inside] + rel[inside] + 1]
+        marker = (b1 & 0x80) != 0  # RFC 3550 5.1: M, the last packet of a video frame
 
         skey = mix_columns(fkey, fdir, ssrc, media)
         codes, uniq, firsts = factorize(skey)  # streams numbered in order of first appearance
@@ -282,10 +334,17 @@ class MediaTap:
         before = self._s["packets"][: self._n].copy() if self._n else np.zeros(0, np.int64)
         sid_u = self._sids(np.asarray(uniq, np.uint64), first)
         sid = sid_u[codes]
+        kept = sid >= 0
+        if not kept.all():
+            self._over_packets += int((~kept).sum())
+            sid = np.where(kept, sid, np.iinfo(np.int64).max)
         order = np.argsort(sid, kind="stable")
+        order = order[: int(kept.sum())]
+        if not order.size:
+            return
         sid = sid[order]
         seq, rts, ts, wire, pt, media = seq[order], rts[order], ts[order], wire[order], pt[order], media[order]
-        off, plen, rel, hl = off[order], plen[order], rel[order], hl[order]
+        off, plen, rel, hl, marker = off[order], plen[order], rel[order], hl[order], marker[order]
         n = sid.size
         start = np.r_[True, sid[1:] != sid[:-1]]
         starts = np.flatnonzero(start)
@@ -315,33 +374,72 @@ class MediaTap:
         reordered = ~dup & has_prev & (ext < prevmax)
         good = has_prev & (d >= 1) & (d <= MAX_STEP)
 
-        # RFC 3550 6.4.1 jitter, closed form per stream: J_n = a^n J_0 + 1/16 sum a^(n-i) |D_i|.
+        # RFC 3550 6.4.1 jitter, closed form per (stream, second) run: over a run of n packets
+        # J_end = a^n J_start + 1/16 sum a^(n-i) |D_i|; the runs of one stream are then chained in
+        # order (a loop over seconds, vectorised over streams), which also gives J at each second.
         prev_ts = np.r_[0, ts[:-1]]
         prev_ts[starts] = np.where(seen, s["last_ns"][seg_sid], ts[starts])
         prev_rts = np.r_[0, rts[:-1]]
         prev_rts[starts] = np.where(seen, s["last_rts"][seg_sid], rts[starts])
         ds = _signed(rts - prev_rts, 32)
         dr = (ts - prev_ts).astype(np.float64) / 1e9
+        sec = ts // 1_000_000_000
+        run_start = start | np.r_[True, sec[1:] != sec[:-1]]
+        runs = np.flatnonzero(run_start)
+        run_no = np.cumsum(run_start) - 1
+        m = runs.size
+        run_sid = sid[runs]
+        jit_run = np.zeros((m, len(RATES)))
         hp = np.flatnonzero(has_prev)
+        cnt = np.bincount(run_no[hp], minlength=m)
+        seg_of_run = np.cumsum(start[runs]) - 1
+        ccnt = np.cumsum(cnt)
+        seg_first_run = np.flatnonzero(start[runs])
+        # Jitter samples of the stream up to the end of each run (NaN jitter while there are none).
+        jn_run = s["jn"][run_sid] + ccnt - (ccnt - cnt)[seg_first_run][seg_of_run]
         if hp.size:
-            hseg = seg_no[hp]
-            cnt = np.bincount(hseg, minlength=starts.size)
-            rank = np.arange(hp.size) - np.r_[0, np.cumsum(cnt)[:-1]][hseg] + 1
-            w = np.power(JITTER_A, (cnt[hseg] - rank).astype(np.float64)) / 16.0
+            hrun = run_no[hp]
+            rank = np.arange(hp.size) - np.r_[0, np.cumsum(cnt)[:-1]][hrun] + 1
+            w = np.power(JITTER_A, (cnt[hrun] - rank).astype(np.float64)) / 16.0
             absd = np.abs(dr[hp, None] * np.asarray(RATES, np.float64)[None, :] - ds[hp, None])
-            add = np.zeros((starts.size, len(RATES)))
+            add = np.zeros((m, len(RATES)))
             for j in range(len(RATES)):
-                add[:, j] = np.bincount(hseg, weights=w * absd[:, j], minlength=starts.size)
+                add[:, j] = np.bincount(hrun, weights=w * absd[:, j], minlength=m)
             decay = np.power(JITTER_A, cnt.astype(np.float64))[:, None]
-            self._jit[seg_sid] = decay * self._jit[seg_sid] + add
-            s["jn"][seg_sid] += cnt
-            s["ts_span"][seg_sid] += np.bincount(hseg, weights=ds[hp], minlength=starts.size).astype(np.int64)
+            rank_run = np.arange(m) - seg_first_run[seg_of_run]
+            for k in range(int(rank_run.max()) + 1 if m else 0):
+                at_k = np.flatnonzero(rank_run == k)
+                rs = run_sid[at_k]
+                self._jit[rs] = decay[at_k] * self._jit[rs] + add[at_k]
+                jit_run[at_k] = self._jit[rs]
+            s["jn"][seg_sid] += np.bincount(seg_no[hp], minlength=starts.size)
+            s["ts_span"][seg_sid] += np.bincount(seg_no[hp], weights=ds[hp], minlength=starts.size).astype(np.int64)
+        else:
+            jit_run[:] = self._jit[run_sid]
+
+        # Payload bytes: after the RTP header (padding and SRTP tag included); UDP bytes: the UDP
+        # payload (what zoom-analysis counts); wire bytes: the captured frame's length.
+        pay = np.maximum(plen - rel - hl, 0)
+        # Loss per second: a packet above the running maximum skips ext - max - 1 numbers; a late
+        # (reordered) one returns one of them. Summed over the seconds this is the stream's loss.
+        first_ever = prevmax == _NEG
+        gap = np.where(~dup & ~first_ever & (ext > prevmax), ext - prevmax - 1, 0) - (reordered & ~dup)
+        self._keep_seconds(run_sid, sec[runs], {
+            "packets": np.add.reduceat(np.ones(n, np.int64), runs),
+            "wire_bytes": np.add.reduceat(wire, runs),
+            "payload_bytes": np.add.reduceat(pay, runs),
+            "lost": np.add.reduceat(gap, runs),
+        }, jit_run, jn_run)
+        self._frames_update(sid, starts, seg_no, seg_sid, seen, ts, rts, pay, marker, dup, reordered)
 
         def seg_sum(x: np.ndarray) -> np.ndarray:
             return np.add.reduceat(x.astype(np.int64), starts)
 
         s["packets"][seg_sid] += ends - starts + 1
         s["bytes"][seg_sid] += seg_sum(wire)
+        s["udp_bytes"][seg_sid] += seg_sum(plen)
+        s["payload_bytes"][seg_sid] += seg_sum(pay)
+        s["markers"][seg_sid] += seg_sum(marker)
         s["first_ns"][seg_sid] = np.where(seen, s["first_ns"][seg_sid], ts[starts])
         s["last_ns"][seg_sid] = ts[ends]
         s["last_seq"][seg_sid] = seq[ends]
@@ -412,6 +510,193 @@ class MediaTap:
         self._win_ext = np.r_[self._win_ext[~keep], all_ext[near]]
         return dup
 
+
+    # -- frames and the time series ------------------------------------------------------------
+    def _keep_seconds(self, sid: np.ndarray, sec: np.ndarray, counts: dict[str, np.ndarray], jit: np.ndarray,
+                      jn: np.ndarray) -> None:
+        """Keep one chunk's (stream, second) rows; the total is capped at max_second_rows."""
+        room = self._max_second_rows - self._second_rows
+        if room <= 0:
+            self._seconds_truncated = True
+            return
+        if sid.size > room:
+            self._seconds_truncated = True
+            keep = slice(0, room)
+            sid, sec, jit, jn = sid[keep], sec[keep], jit[keep], jn[keep]
+            counts = {k: v[keep] for k, v in counts.items()}
+        jit = np.where((jn > 0)[:, None], jit, np.nan)
+        self._sec_parts.append({"sid": sid.copy(), "second": sec.copy(), "jit": jit, **counts})
+        self._second_rows += int(sid.size)
+
+    def _frames_update(self, sid: np.ndarray, starts: np.ndarray, seg_no: np.ndarray, seg_sid: np.ndarray,
+                       seen: np.ndarray, ts: np.ndarray, rts: np.ndarray, pay: np.ndarray, marker: np.ndarray,
+                       dup: np.ndarray, reordered: np.ndarray) -> None:
+        """Frames = runs of in-order packets of a stream with one RTP timestamp (a video frame, an
+        audio packet). Arrays are sorted by stream, arrival order within; the last frame of each
+        stream stays open across chunks (it may still get packets), so chunking changes nothing.
+
+        Duplicates add nothing; late (reordered) packets add their bytes to the open frame but do
+        not start or end one."""
+        s = self._s
+        n = sid.size
+        io = ~dup & ~reordered
+        pos = np.where(io, np.arange(n), -1)
+        cm = _segment_cummax(pos, seg_no)
+        prev_io = np.r_[-1, cm[:-1]]
+        prev_io[starts] = -1
+        has_open = seen & (s["fr_open"][seg_sid] == 1)
+        carried_rts = np.where(has_open, s["fr_rts"][seg_sid], -1)[seg_no]
+        prev_rts = np.where(prev_io >= 0, rts[np.maximum(prev_io, 0)], carried_rts)
+        boundary = io & (prev_rts != rts)
+        live = ~dup
+        run_start = boundary.copy()
+        run_start[starts] = True
+        rs = np.flatnonzero(run_start)
+        r_bytes = np.add.reduceat(np.where(live, pay, 0), rs)
+        r_pkts = np.add.reduceat(live.astype(np.int64), rs)
+        r_last = np.maximum.reduceat(np.where(live, ts, _NEG), rs)
+        r_mark = np.maximum.reduceat((marker & live).astype(np.int64), rs)
+        r_frame = boundary[rs]
+        r_seg = seg_no[rs]
+        r_sid = sid[rs]
+        # Continuations of the frame left open by the previous chunk (runs at a segment start).
+        cont = np.flatnonzero(~r_frame)
+        if cont.size:
+            cs = r_sid[cont]
+            s["fr_bytes"][cs] += r_bytes[cont]
+            s["fr_pkts"][cs] += r_pkts[cont]
+            s["fr_last_ns"][cs] = np.maximum(s["fr_last_ns"][cs], r_last[cont])
+            s["fr_marker"][cs] |= r_mark[cont]
+        fr = np.flatnonzero(r_frame)
+        any_new = np.bincount(r_seg[fr], minlength=starts.size) > 0
+        closing = np.flatnonzero(any_new & has_open)  # segments whose carried frame now ends
+        last_of_seg = np.r_[r_seg[fr][1:] != r_seg[fr][:-1], True] if fr.size else np.zeros(0, bool)
+        done = fr[~last_of_seg]
+        c_sid = seg_sid[closing]
+        f_sid = np.r_[c_sid, r_sid[done]]
+        f_rts = np.r_[s["fr_rts"][c_sid], rts[rs[done]]]
+        f_end = np.r_[s["fr_last_ns"][c_sid], r_last[done]]
+        f_bytes = np.r_[s["fr_bytes"][c_sid], r_bytes[done]]
+        f_pkts = np.r_[s["fr_pkts"][c_sid], r_pkts[done]]
+        f_mark = np.r_[s["fr_marker"][c_sid], r_mark[done]]
+        o = np.argsort(f_sid, kind="stable")  # carried frames first: they are the older ones
+        self._fold_frames(f_sid[o], f_rts[o], f_end[o], f_bytes[o], f_pkts[o], f_mark[o])
+        # The last new frame of each stream is the open one now.
+        last = fr[last_of_seg]
+        ls = r_sid[last]
+        s["fr_open"][ls] = 1
+        s["fr_rts"][ls] = rts[rs[last]]
+        s["fr_bytes"][ls] = r_bytes[last]
+        s["fr_pkts"][ls] = r_pkts[last]
+        s["fr_last_ns"][ls] = r_last[last]
+        s["fr_marker"][ls] = r_mark[last]
+
+    def _fold_frames(self, sid: np.ndarray, rts: np.ndarray, end_ns: np.ndarray, size: np.ndarray,
+                     pkts: np.ndarray, mark: np.ndarray) -> None:
+        """Fold completed frames (sorted by stream, in order within) into the per-stream counters,
+        the frame jitter and the per-second frame counts. A frame's time is its last packet's
+        arrival (when it could be decoded), as zoom-analysis takes it."""
+        if not sid.size:
+            return
+        s = self._s
+        start = np.r_[True, sid[1:] != sid[:-1]]
+        starts = np.flatnonzero(start)
+        seg_no = np.cumsum(start) - 1
+        seg_sid = sid[starts]
+        m = starts.size
+        had = s["frames"][seg_sid] > 0
+        s["first_frame_ns"][seg_sid] = np.where(had, s["first_frame_ns"][seg_sid], end_ns[starts])
+        s["last_frame_ns"][seg_sid] = np.maximum.reduceat(end_ns, starts)
+        s["frames"][seg_sid] += np.bincount(seg_no, minlength=m)
+        s["fsize_sum"][seg_sid] += np.add.reduceat(size, starts)
+        self._fsq[seg_sid] += np.add.reduceat(size.astype(np.float64) ** 2, starts)
+        s["fsize_min"][seg_sid] = np.where(had, np.minimum(s["fsize_min"][seg_sid], np.minimum.reduceat(size, starts)),
+                                           np.minimum.reduceat(size, starts))
+        s["fsize_max"][seg_sid] = np.maximum(s["fsize_max"][seg_sid], np.maximum.reduceat(size, starts))
+        s["fpkts_sum"][seg_sid] += np.add.reduceat(pkts, starts)
+        s["fmarked"][seg_sid] += np.add.reduceat(mark, starts)
+        # RFC 3550 6.4.1 over frames: D between consecutive frames' (end time, RTP timestamp).
+        prev_ns = np.r_[0, end_ns[:-1]]
+        prev_rts = np.r_[0, rts[:-1]]
+        prev_ns[starts] = np.where(had, s["fj_prev_ns"][seg_sid], end_ns[starts])
+        prev_rts[starts] = np.where(had, s["fj_prev_rts"][seg_sid], rts[starts])
+        has_prev = ~start | had[seg_no]
+        hp = np.flatnonzero(has_prev)
+        if hp.size:
+            hseg = seg_no[hp]
+            cnt = np.bincount(hseg, minlength=m)
+            rank = np.arange(hp.size) - np.r_[0, np.cumsum(cnt)[:-1]][hseg] + 1
+            w = np.power(JITTER_A, (cnt[hseg] - rank).astype(np.float64)) / 16.0
+            dr = (end_ns[hp] - prev_ns[hp]).astype(np.float64) / 1e9
+            ds = _signed(rts[hp] - prev_rts[hp], 32).astype(np.float64)
+            absd = np.abs(dr[:, None] * np.asarray(RATES, np.float64)[None, :] - ds[:, None])
+            add = np.zeros((m, len(RATES)))
+            for j in range(len(RATES)):
+                add[:, j] = np.bincount(hseg, weights=w * absd[:, j], minlength=m)
+            decay = np.power(JITTER_A, cnt.astype(np.float64))[:, None]
+            self._fjit[seg_sid] = decay * self._fjit[seg_sid] + add
+            s["fj_n"][seg_sid] += cnt
+        ends = np.r_[starts[1:], sid.size] - 1
+        s["fj_prev_ns"][seg_sid] = end_ns[ends]
+        s["fj_prev_rts"][seg_sid] = rts[ends]
+        # Frames per (stream, second of their end), for the time series.
+        fsec = end_ns // 1_000_000_000
+        cut = np.flatnonzero(start | np.r_[True, fsec[1:] != fsec[:-1]])
+        if self._second_rows + cut.size <= self._max_second_rows:
+            self._frame_parts.append({"sid": sid[cut], "second": fsec[cut],
+                                      "frames": np.diff(np.r_[cut, sid.size]),
+                                      "frame_bytes": np.add.reduceat(size, cut)})
+            self._second_rows += int(cut.size)
+        else:
+            self._seconds_truncated = True
+
+    def _flush_frames(self) -> None:
+        """End of the capture: the open frames are complete (zoom-analysis needs a patch for this)."""
+        s = self._s
+        open_ = np.flatnonzero(s["fr_open"][: self._n] == 1)
+        self._fold_frames(open_, s["fr_rts"][open_], s["fr_last_ns"][open_], s["fr_bytes"][open_],
+                          s["fr_pkts"][open_], s["fr_marker"][open_])
+        s["fr_open"][open_] = 0
+
+    def seconds(self, sids: np.ndarray, rates: np.ndarray) -> pd.DataFrame:
+        """The time series: one row per (stream row in `sids` order, second) with packets, wire and
+        payload bytes, bitrate (wire bits in that second), frames, frame bytes, lost and the
+        RFC 3550 jitter at the end of the second in ms at the stream's clock `rates`."""
+        cols = ["stream", "second", "packets", "wire_bytes", "payload_bytes", "bitrate_bps", "frames",
+                "frame_bytes", "lost", "jitter_ms"]
+        row_of = np.full(self._n + 1, -1, np.int64)
+        row_of[sids] = np.arange(sids.size)
+        col = np.array([RATES.index(r) if r in RATES else -1 for r in np.asarray(rates).tolist()], np.int64)
+        if not self._sec_parts:
+            return pd.DataFrame({c: pd.Series(dtype=np.float64 if c == "jitter_ms" else np.int64) for c in cols})
+        p = {k: np.concatenate([x[k] for x in self._sec_parts]) for k in self._sec_parts[0]}
+        row = row_of[p["sid"]]
+        keep = row >= 0
+        c = np.maximum(col[np.maximum(row, 0)], 0)
+        jit = p["jit"][np.arange(row.size), c] / np.maximum(np.asarray(rates)[np.maximum(row, 0)], 1) * 1000.0
+        jit = np.where(col[np.maximum(row, 0)] >= 0, jit, np.nan)
+        df = pd.DataFrame({"stream": row, "second": p["second"], "packets": p["packets"],
+                           "wire_bytes": p["wire_bytes"], "payload_bytes": p["payload_bytes"], "lost": p["lost"],
+                           "jitter_ms": jit})[keep]
+        agg = df.groupby(["stream", "second"], sort=True).agg(
+            packets=("packets", "sum"), wire_bytes=("wire_bytes", "sum"), payload_bytes=("payload_bytes", "sum"),
+            lost=("lost", "sum"), jitter_ms=("jitter_ms", "last"))
+        if self._frame_parts:
+            f = {k: np.concatenate([x[k] for x in self._frame_parts]) for k in self._frame_parts[0]}
+            frow = row_of[f["sid"]]
+            fdf = pd.DataFrame({"stream": frow, "second": f["second"], "frames": f["frames"],
+                                "frame_bytes": f["frame_bytes"]})[frow >= 0]
+            fagg = fdf.groupby(["stream", "second"]).sum()
+            agg = agg.join(fagg, how="outer")
+        else:
+            agg["frames"], agg["frame_bytes"] = 0, 0
+        agg = agg.reset_index()
+        for name in ("packets", "wire_bytes", "payload_bytes", "frames", "frame_bytes"):
+            agg[name] = agg[name].fillna(0).astype(np.int64)
+        agg["lost"] = agg["lost"].fillna(0).clip(lower=0).astype(np.int64)
+        agg["bitrate_bps"] = agg["wire_bytes"] * 8.0  # per one-second bin
+        return agg[cols]
+
     # -- result ---------------------------------------------------------------------------------
     def result(
         self, flow_ids_by_key: Mapping[int, int] | pd.Series | None = None,
@@ -419,6 +704,7 @@ class MediaTap:
     ) -> MediaResult:
         """The streams table. `flow_ids_by_key` maps flow key -> flow_id (dict or Series indexed by
         key); with `a_is_client_by_key`, `dir` is turned into 0 = client->server, 1 = server->client."""
+        self._flush_frames()
         n = self._n
         s = {k: v[:n] for k, v in self._s.items()}
         zoom = s["zoom"] == 1
@@ -438,8 +724,15 @@ class MediaTap:
         notes = []
         if self._ecb_truncated:
             notes.append(f"ECB sample capped at {self._ecb_max_bytes} bytes: later streams were not sampled")
+        if self._over_streams:
+            notes.append(f"{self._over_streams} RTP stream(s) beyond the first {self._max_streams} were counted "
+                         f"but not measured ({self._over_packets} packets)")
+        if self._seconds_truncated:
+            notes.append(f"per-second time series capped at {self._max_second_rows} (stream, second) rows")
+        seconds = self.seconds(sids, df["clock_rate"].to_numpy())
         return MediaResult(streams=df, media_packets=self.media_packets, dropped_streams=int(n - sids.size),
-                           ecb_sample_truncated=self._ecb_truncated, notes=notes)
+                           ecb_sample_truncated=self._ecb_truncated, notes=notes, seconds=seconds,
+                           streams_over_cap=self._over_streams, packets_over_cap=self._over_packets)
 
     def _sample_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self._samples:
@@ -457,8 +750,21 @@ class MediaTap:
         received = packets - g["dups"]
         lost = np.maximum(expected - received, 0)
         duration = (g["last_ns"] - g["first_ns"]) / 1e9
+        rate_ok = (duration >= RATE_MIN_SPAN_S) & (packets >= RATE_MIN_PACKETS)
+        rate_note = np.where(
+            rate_ok, None,
+            np.where(duration < RATE_MIN_SPAN_S,
+                     [f"spans {d:.3f} s, under {RATE_MIN_SPAN_S:g} s" for d in duration.tolist()],
+                     [f"{p} packets, under {RATE_MIN_PACKETS}" for p in packets.tolist()])).astype(object)
+        frames = g["frames"]
+        fsq = self._fsq[: self._n][sids]
+        fjit = self._fjit[: self._n][sids]
         with np.errstate(divide="ignore", invalid="ignore"):
-            bitrate = np.where(duration > 0, g["bytes"] * 8 / duration, np.nan)
+            bitrate = np.where(rate_ok, g["bytes"] * 8 / duration, np.nan)
+            payload_bitrate = np.where(rate_ok, g["payload_bytes"] * 8 / duration, np.nan)
+            frame_rate = np.where(rate_ok & (frames > 0), frames / duration, np.nan)
+            fmean = np.where(frames > 0, g["fsize_sum"] / frames, np.nan)
+            fstd = np.sqrt(np.maximum(np.where(frames > 0, fsq / frames - fmean**2, np.nan), 0))
             span_s = np.where(g["jn"] > 0, duration, 0.0)
             est = np.where(span_s > 0, g["ts_span"] / span_s, np.nan)
         media = g["media"]
@@ -477,6 +783,8 @@ class MediaTap:
         col = np.array([RATES.index(r) if r in RATES else -1 for r in rate.tolist()], np.int64)
         jit_units = np.where(col >= 0, jit[np.arange(sids.size), np.maximum(col, 0)], np.nan)
         jitter_ms = np.where((rate > 0) & (g["jn"] > 0), jit_units / np.maximum(rate, 1) * 1000.0, np.nan)
+        fjit_units = np.where(col >= 0, fjit[np.arange(sids.size), np.maximum(col, 0)], np.nan)
+        frame_jitter_ms = np.where((rate > 0) & (g["fj_n"] > 0), fjit_units / np.maximum(rate, 1) * 1000.0, np.nan)
         guess_media = np.where(rate >= 90000, "video", np.where(rate > 0, "audio", "unknown"))
         media_names = np.asarray(MEDIA_TYPES, dtype=object)[media]
         return pd.DataFrame(
@@ -492,10 +800,24 @@ class MediaTap:
                                                                       strict=True)],
                 "packets": packets,
                 "bytes": g["bytes"],
+                "wire_bytes": g["bytes"],
+                "udp_bytes": g["udp_bytes"],
+                "payload_bytes": g["payload_bytes"],
                 "first_ts": g["first_ns"] / 1e9,
                 "last_ts": g["last_ns"] / 1e9,
                 "duration_s": duration,
                 "bitrate_bps": bitrate,
+                "payload_bitrate_bps": payload_bitrate,
+                "rate_note": rate_note,
+                "frames": frames,
+                "frames_marked": g["fmarked"],
+                "markers": g["markers"],
+                "frame_rate_fps": frame_rate,
+                "frame_bytes_mean": fmean,
+                "frame_bytes_std": fstd,
+                "frame_bytes_min": np.where(frames > 0, g["fsize_min"], 0),
+                "frame_bytes_max": g["fsize_max"],
+                "packets_per_frame": np.where(frames > 0, g["fpkts_sum"] / np.maximum(frames, 1), np.nan),
                 "seq_first": g["min_ext"],
                 "seq_last": g["max_ext"],
                 "expected": expected,
@@ -507,6 +829,7 @@ class MediaTap:
                 "clock_estimate_hz": est,
                 "jitter_ms": jitter_ms,
                 "jitter_clock_assumed": assumed,
+                "frame_jitter_ms": frame_jitter_ms,
             }
         )
 
