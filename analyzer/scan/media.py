@@ -667,7 +667,7 @@ class MediaTap:
         row_of = np.full(self._n + 1, -1, np.int64)
         row_of[sids] = np.arange(sids.size)
         col = np.array([RATES.index(r) if r in RATES else -1 for r in np.asarray(rates).tolist()], np.int64)
-        if not self._sec_parts:
+        if not self._sec_parts or not sids.size:
             return pd.DataFrame({c: pd.Series(dtype=np.float64 if c == "jitter_ms" else np.int64) for c in cols})
         p = {k: np.concatenate([x[k] for x in self._sec_parts]) for k in self._sec_parts[0]}
         row = row_of[p["sid"]]
@@ -762,7 +762,10 @@ class MediaTap:
         with np.errstate(divide="ignore", invalid="ignore"):
             bitrate = np.where(rate_ok, g["bytes"] * 8 / duration, np.nan)
             payload_bitrate = np.where(rate_ok, g["payload_bytes"] * 8 / duration, np.nan)
-            frame_rate = np.where(rate_ok & (frames > 0), frames / duration, np.nan)
+            # Frames per second between the first and the last frame's end: a steady 25 fps stream
+            # gives 25 whatever the capture's edges cut off.
+            fspan = (g["last_frame_ns"] - g["first_frame_ns"]) / 1e9
+            frame_rate = np.where(rate_ok & (frames > 1) & (fspan > 0), (frames - 1) / np.where(fspan > 0, fspan, 1), np.nan)
             fmean = np.where(frames > 0, g["fsize_sum"] / frames, np.nan)
             fstd = np.sqrt(np.maximum(np.where(frames > 0, fsq / frames - fmean**2, np.nan), 0))
             span_s = np.where(g["jn"] > 0, duration, 0.0)

@@ -25,6 +25,7 @@ from analyzer.session.findings import (
 from analyzer.session.model import Session
 from analyzer.session.options import SESSION_OPTIONS, SessionOptions, check_options, prepare_options
 from analyzer.session.policy import Policy, violations
+from analyzer.session.streams import media_summary, stream_seconds, with_stream_ids
 from analyzer.session.tables import (
     FLOW_REPORT_COLUMNS,
     apps_table,
@@ -133,8 +134,9 @@ def build_session(
     flows = remote_endpoints(flows, resolver)
     vantage = flow_vantage(flows, resolver, stated_vantage)
     flows = rtt_plausibility(flows, vantage)
-    streams = judge_streams(scan.streams)
+    streams = with_stream_ids(judge_streams(scan.streams), flows)
     capture = scan.info.as_dict()
+    seconds = stream_seconds(streams, scan.stream_seconds, capture.get("first_ts"))
     capture["sha256"] = sha256
     capture["name"] = Path(source_name(source)).name
     viol = violations(flows, pol)
@@ -154,14 +156,15 @@ def build_session(
         "countries": countries_table(flows),
         "local": local_table(flows),
         "key_exchange": key_exchange_table(flows),
-        "media": media_table(flows, streams),
+        "media": media_table(flows, streams, seconds),
+        "media_streams": media_summary(scan.media, streams),
         "meetings": meetings_table(flows),
         "flows": flow_records(flows),
         "policy": {**(pol.describe() if pol else {"source": None, "allowed_countries": None}), "violations": viol},
         "findings": sort_findings(findings),
         "attributions": attributions(resolver),
     }
-    return Session(report=report, flows=flows, streams=streams)
+    return Session(report=report, flows=flows, streams=streams, stream_seconds=seconds)
 
 
 def _empty_classified(flows: pd.DataFrame) -> pd.DataFrame:

@@ -148,7 +148,11 @@ def _listed(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[sorted(rank.index[:MAX_LISTED_STREAMS], key=df.index.get_loc)]
 
 
-def media_table(flows: pd.DataFrame, streams: pd.DataFrame) -> list[dict[str, Any]]:
+def media_table(
+    flows: pd.DataFrame, streams: pd.DataFrame, seconds: pd.DataFrame | None = None
+) -> list[dict[str, Any]]:
+    from analyzer.session.streams import stream_series
+
     med = flows[[_has_role(r, "media") for r in flows["roles"]]] if len(flows) else flows
     by_flow: dict[int, list[dict[str, Any]]] = {}
     totals: dict[int, int] = {}
@@ -156,6 +160,9 @@ def media_table(flows: pd.DataFrame, streams: pd.DataFrame) -> list[dict[str, An
         for fid, df in streams.groupby("flow_id"):
             totals[int(fid)] = len(df)
             by_flow[int(fid)] = [_stream_record(s) for _, s in _listed(df).iterrows()]
+            if seconds is not None and not seconds.empty:
+                for rec in by_flow[int(fid)]:
+                    rec["series"] = stream_series(seconds, rec["stream_id"])
     return [
         {
             "flow_id": int(r["flow_id"]),
@@ -181,20 +188,42 @@ def media_table(flows: pd.DataFrame, streams: pd.DataFrame) -> list[dict[str, An
 
 def _stream_record(s: pd.Series) -> dict[str, Any]:
     keep = (
+        "stream_id",
         "verdict",
         "verdict_reason",
         "ssrc",
         "media_type",
         "dir",
+        "meeting",
+        "participant",
         "payload_type",
+        "payload_types",
         "packets",
         "bytes",
+        "wire_bytes",
+        "udp_bytes",
+        "payload_bytes",
         "duration_s",
         "bitrate_bps",
+        "payload_bitrate_bps",
+        "rate_note",
+        "frames",
+        "frames_marked",
+        "frame_rate_fps",
+        "frame_bytes_mean",
+        "frame_bytes_std",
+        "frame_bytes_min",
+        "frame_bytes_max",
+        "packets_per_frame",
         "lost",
         "expected",
+        "loss_fraction",
         "reordered",
+        "duplicates",
+        "clock_rate",
+        "jitter_clock_assumed",
         "jitter_ms",
+        "frame_jitter_ms",
         "ecb_blocks",
         "ecb_repeats",
         "ecb_like",

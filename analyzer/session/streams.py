@@ -1,0 +1,107 @@
+"""Media streams as the session reports them: stream ids, meetings and participants, and the
+per-second time series (a pandas frame for the API and Parquet, compact series for the report).
+
+Byte counts (also in docs): `wire_bytes` (= `bytes`) are captured frame lengths, link header
+included, as everywhere else in confscope; `udp_bytes` are UDP payload lengths, what
+zoom-analysis counts (34 bytes less per packet on Ethernet/IPv4); `payload_bytes` are what
+follows the RTP header (SRTP tag and padding included). Frame sizes are in payload bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SERIES_MAX_POINTS = 600  # per stream in the report; longer calls are binned coarser (Parquet keeps all)
+SERIES_COLUMNS = ("packets", "bitrate_bps", "frames", "frame_rate_fps", "lost", "jitter_ms")
+
+
+def with_stream_ids(streams: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
+    """streams plus `stream_id` (row number of the tap's table), `meeting` and `participant`.
+
+    Meetings follow what the capture shows, as zoom-analysis groups them: every stream of one
+    Zoom SFU flow (server port 8801-8810) is one meeting (`sfu <server>:<port>`); any other
+    media flow is one two-party meeting of its endpoints (`p2p <a>-<b>`; a WebRTC/SIP call
+    through a media server shows as the pair client-server, the capture cannot tell more). Participant: for Zoom, the SSRC without its low byte (a client's audio
+    0x..02 and video 0x..01 share the upper 24 bits, checked on zoom_p2p.pcapng), otherwise
+    the sending endpoint. Both are inferences from the capture, not identities."""
+    out = streams.copy()
+    out["stream_id"] = np.arange(len(out), dtype=np.int64)
+    if out.empty:
+        out["meeting"], out["participant"] = pd.Series(dtype=object), pd.Series(dtype=object)
+        return out
+    info = flows.set_index("flow_id") if "flow_id" in flows else pd.DataFrame()
+    meetings, parts = [], []
+    for r in out.itertuples(index=False):
+        f = info.loc[r.flow_id] if r.flow_id in info.index else None
+        if f is None:
+            meetings.append(None)
+            parts.append(None)
+            continue
+        server = f"{f['server_ip']}:{int(f['server_port'])}"
+        client = f"{f['client_ip']}:{int(f['client_port'])}"
+        sfu = bool(r.zoom) and 8801 <= int(f["server_port"]) <= 8810
+        meetings.append(f"sfu {server}" if sfu else f"p2p {min(server, client)}-{max(server, client)}")
+        sender = client if int(getattr(r, "dir", 0)) == 0 else server
+        parts.append(f"zoom {int(r.ssrc) >> 8:#08x}" if bool(r.zoom) else f"{sender} ssrc {int(r.ssrc):#x}")
+    out["meeting"] = meetings
+    out["participant"] = parts
+    return out
+
+
+def stream_seconds(streams: pd.DataFrame, seconds: pd.DataFrame | None, first_ts: float | None) -> pd.DataFrame:
+    """The tap's (stream, second) rows with stream_id, flow_id, ssrc, media_type, `t_s` (seconds
+    since the capture's first packet) and frame rate (frames that ended in that second)."""
+    cols = ["stream_id", "flow_id", "ssrc", "media_type", "second", "t_s", "packets", "wire_bytes",
+            "payload_bytes", "bitrate_bps", "frames", "frame_bytes", "frame_rate_fps", "lost", "jitter_ms"]
+    if seconds is None or seconds.empty or streams.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    df = seconds.rename(columns={"stream": "stream_id"}).copy()
+    meta = streams.set_index("stream_id")[["flow_id", "ssrc", "media_type"]]
+    df = df.join(meta, on="stream_id")
+    df["flow_id"] = pd.to_numeric(df["flow_id"], errors="coerce").astype("Int64")
+    base = math.floor(first_ts) if first_ts is not None and math.isfinite(first_ts) else int(df["second"].min())
+    df["t_s"] = (df["second"] - base).astype(np.int64)
+    df["frame_rate_fps"] = df["frames"].astype(np.float64)
+    return df[cols].reset_index(drop=True)
+
+
+def stream_series(seconds: pd.DataFrame, stream_id: int, max_points: int = SERIES_MAX_POINTS) -> dict[str, Any]:
+    """One stream's series for the report: t_s and the SERIES_COLUMNS, binned to at most
+    `max_points` (counts summed and rates averaged per bin, jitter = the bin's last value)."""
+    df = seconds[seconds["stream_id"] == stream_id]
+    if df.empty:
+        return {"bin_s": 1, "t_s": [], **{c: [] for c in SERIES_COLUMNS}}
+    span = int(df["t_s"].max() - df["t_s"].min()) + 1
+    bin_s = max(1, math.ceil(span / max_points))
+    b = (df["t_s"] // bin_s) * bin_s
+    g = df.groupby(b)
+    agg = pd.DataFrame({
+        "packets": g["packets"].sum(),
+        "bitrate_bps": g["wire_bytes"].sum() * 8.0 / bin_s,
+        "frames": g["frames"].sum(),
+        "frame_rate_fps": g["frames"].sum() / float(bin_s),
+        "lost": g["lost"].sum(),
+        "jitter_ms": g["jitter_ms"].last(),
+    })
+    out: dict[str, Any] = {"bin_s": bin_s, "t_s": [int(x) for x in agg.index]}
+    for c in SERIES_COLUMNS:
+        vals = agg[c].tolist()
+        out[c] = [None if v is None or (isinstance(v, float) and not math.isfinite(v)) else
+                  (int(v) if c in ("packets", "frames", "lost") else round(float(v), 3)) for v in vals]
+    return out
+
+
+def media_summary(media: Any, streams: pd.DataFrame) -> dict[str, Any]:
+    """Counts of the media tap for the report: streams measured, over the cap, notes."""
+    return {
+        "streams": len(streams),
+        "streams_over_cap": int(getattr(media, "streams_over_cap", 0) or 0),
+        "packets_over_cap": int(getattr(media, "packets_over_cap", 0) or 0),
+        "notes": list(getattr(media, "notes", []) or []),
+        "byte_counting": "bytes/wire_bytes: captured frame lengths; udp_bytes: UDP payload lengths "
+                         "(zoom-analysis counts these); payload_bytes: after the RTP header",
+    }
