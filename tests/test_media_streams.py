@@ -4,6 +4,7 @@ frame and the Parquet files."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import numpy as np
@@ -47,7 +48,8 @@ def synthetic_call() -> tuple[bytes, dict]:
             rts = 5000 + k * (VIDEO_CLOCK // FPS)
             if not (k in (10, 20, 30) and j == 1):
                 body = bytes([k & 0xFF]) * 1000
-                pkts.append((t, _udp_frame("10.0.0.1", 5004, "10.0.0.2", 6004, _rtp(96, seq, rts, 0xAAAA, j == 2, body))))
+                rtp = _rtp(96, seq, rts, 0xAAAA, j == 2, body)
+                pkts.append((t, _udp_frame("10.0.0.1", 5004, "10.0.0.2", 6004, rtp)))
                 video.append((t, rts))
             seq += 1
     audio = []
@@ -70,7 +72,7 @@ def synthetic_call() -> tuple[bytes, dict]:
 def rfc3550(arrivals: list[tuple[int, int]], clock: int) -> float:
     """Reference RFC 3550 6.4.1 jitter in ms, one packet (or frame) at a time."""
     j = 0.0
-    for (r0, s0), (r1, s1) in zip(arrivals, arrivals[1:], strict=False):
+    for (r0, s0), (r1, s1) in itertools.pairwise(arrivals):
         d = (r1 - r0) / 1e9 * clock - (s1 - s0)
         j += (abs(d) - j) / 16
     return j / clock * 1000
@@ -207,3 +209,16 @@ def test_stream_cap_keeps_memory_bounded(tmp_path) -> None:
     assert any("beyond the first 20000" in n for n in r.media.notes)
     tap = MediaTap(max_streams=500)
     assert tap._max_streams == 500  # the cap is a parameter
+
+
+def test_chart_marks_loss_and_jitter(call) -> None:
+    from analyzer.report.svgcharts import stream_chart
+
+    path, _ = call
+    s = analyze(path)
+    video = next(x for m in s.report["media"] for x in m["streams"] if x["ssrc"] == 0xAAAA)
+    svg = stream_chart(video)
+    assert svg.count('class="loss"') == 2  # seconds 0 and 1 lost packets
+    assert 'class="br"' in svg and 'class="fr"' in svg
+    marked = dict(video, series={**video["series"], "jitter_ms": [40.0] + video["series"]["jitter_ms"][1:]})
+    assert stream_chart(marked).count('class="jit"') == 1 + sum(j > 30 for j in video["series"]["jitter_ms"][1:])

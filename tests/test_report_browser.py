@@ -285,3 +285,28 @@ def test_hostile_sni_stays_text_in_browser(tmp_path: Path, browser: _DevTools) -
     )
     assert counts == {"img": 0, "scripts": 2, "onerror": 0, "text": True}
     _screenshot(browser, tmp_path / "hostile.png")
+
+
+def test_stream_charts_render_in_browser(tmp_path: Path, browser: _DevTools) -> None:
+    """The per-stream charts of a real Zoom P2P call: one SVG per stream with a bitrate and a
+    frame-rate line, drawn offline (no request but the page)."""
+    from analyzer.session.build import analyze
+    from tests.conftest import real_capture
+
+    session = analyze(real_capture("zoom_p2p.pcapng"))
+    page = session.write(tmp_path / "zoom", ["html"])["html"]
+    _load(browser, page)
+    assert _problems(browser) == []
+    assert _requests(browser) == [page.as_uri()]
+    info = json.loads(browser.evaluate(
+        "JSON.stringify({charts: document.querySelectorAll('#streams svg.stream-chart').length,"
+        "br: document.querySelectorAll('#streams svg.stream-chart polyline.br').length,"
+        "fr: document.querySelectorAll('#streams svg.stream-chart polyline.fr').length,"
+        "width: Math.min(...Array.from(document.querySelectorAll('#streams svg.stream-chart'))"
+        ".map(s => s.getBoundingClientRect().width)),"
+        "ids: Array.from(document.querySelectorAll('#streams svg.stream-chart')).map(s => s.dataset.streamId)})"
+    ))
+    assert info["charts"] == len(session.streams) == 5
+    assert info["br"] == 5 and info["fr"] == 5 and info["width"] > 300
+    assert sorted(info["ids"]) == sorted(str(i) for i in session.streams["stream_id"])
+    _screenshot(browser, tmp_path / "streams.png")

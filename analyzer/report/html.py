@@ -57,7 +57,8 @@ svg{max-width:100%;height:auto}
 .stream-grid{display:flex;flex-wrap:wrap;gap:10px}.stream-card{border:1px solid var(--bd);border-radius:6px;
 padding:6px;width:440px}.stream-card .figs{font-size:12px;color:var(--mut);margin-bottom:4px}
 svg .plot{fill:#fafbfc;stroke:#e3e7eb}svg .br{fill:none;stroke:#0072B2;stroke-width:1.6}
-svg .fr{fill:none;stroke:#E69F00;stroke-width:1.4;stroke-dasharray:4 3}svg .loss{fill:#D55E00}svg .jit{fill:#7B3294}svg.map{width:100%}
+svg .fr{fill:none;stroke:#E69F00;stroke-width:1.4;stroke-dasharray:4 3}svg .loss{fill:#D55E00}
+svg .jit{fill:#7B3294}svg.map{width:100%}
 dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px}
 dl.prov dt{color:var(--mut)}dl.prov dd{margin:0}footer{margin-top:30px;color:var(--mut);font-size:12.5px}
 """

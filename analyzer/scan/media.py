@@ -765,7 +765,8 @@ class MediaTap:
             # Frames per second between the first and the last frame's end: a steady 25 fps stream
             # gives 25 whatever the capture's edges cut off.
             fspan = (g["last_frame_ns"] - g["first_frame_ns"]) / 1e9
-            frame_rate = np.where(rate_ok & (frames > 1) & (fspan > 0), (frames - 1) / np.where(fspan > 0, fspan, 1), np.nan)
+            frame_rate = np.where(rate_ok & (frames > 1) & (fspan > 0),
+                                  (frames - 1) / np.where(fspan > 0, fspan, 1), np.nan)
             fmean = np.where(frames > 0, g["fsize_sum"] / frames, np.nan)
             fstd = np.sqrt(np.maximum(np.where(frames > 0, fsq / frames - fmean**2, np.nan), 0))
             span_s = np.where(g["jn"] > 0, duration, 0.0)

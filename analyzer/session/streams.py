@@ -25,7 +25,8 @@ def with_stream_ids(streams: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
     Meetings follow what the capture shows, as zoom-analysis groups them: every stream of one
     Zoom SFU flow (server port 8801-8810) is one meeting (`sfu <server>:<port>`); any other
     media flow is one two-party meeting of its endpoints (`p2p <a>-<b>`; a WebRTC/SIP call
-    through a media server shows as the pair client-server, the capture cannot tell more). Participant: for Zoom, the SSRC without its low byte (a client's audio
+    through a media server shows as the pair client-server, the capture cannot tell more).
+    Participant: for Zoom, the SSRC without its low byte (a client's audio
     0x..02 and video 0x..01 share the upper 24 bits, checked on zoom_p2p.pcapng), otherwise
     the sending endpoint. Both are inferences from the capture, not identities."""
     out = streams.copy()
