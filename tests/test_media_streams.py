@@ -220,5 +220,5 @@ def test_chart_marks_loss_and_jitter(call) -> None:
     svg = stream_chart(video)
     assert svg.count('class="loss"') == 2  # seconds 0 and 1 lost packets
     assert 'class="br"' in svg and 'class="fr"' in svg
-    marked = dict(video, series={**video["series"], "jitter_ms": [40.0] + video["series"]["jitter_ms"][1:]})
+    marked = dict(video, series={**video["series"], "jitter_ms": [40.0, *video["series"]["jitter_ms"][1:]]})
     assert stream_chart(marked).count('class="jit"') == 1 + sum(j > 30 for j in video["series"]["jitter_ms"][1:])
