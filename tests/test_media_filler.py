@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from analyzer.api import analyze
 from analyzer.dissect import kinds as K
-from analyzer.session.build import analyze
 from tests.conftest import real_capture
 
 

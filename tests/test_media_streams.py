@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzer.api import analyze
 from analyzer.capture.writer import pcap_bytes
 from analyzer.scan.media import MediaTap
 from analyzer.scan.scanner import scan_capture
-from analyzer.session.build import analyze
 from tests.conftest import real_capture
 
 T0 = 1_700_000_000 * 10**9  # ns

@@ -290,7 +290,7 @@ def test_hostile_sni_stays_text_in_browser(tmp_path: Path, browser: _DevTools) -
 def test_stream_charts_render_in_browser(tmp_path: Path, browser: _DevTools) -> None:
     """The per-stream charts of a real Zoom P2P call: one SVG per stream with a bitrate and a
     frame-rate line, drawn offline (no request but the page)."""
-    from analyzer.session.build import analyze
+    from analyzer.api import analyze
     from tests.conftest import real_capture
 
     session = analyze(real_capture("zoom_p2p.pcapng"))
