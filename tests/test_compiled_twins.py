@@ -222,8 +222,8 @@ def test_payload_kinds_bad_offsets_read_nothing() -> None:
 
 def _pure_python(monkeypatch: pytest.MonkeyPatch) -> None:
     """What CONFSCOPE_PURE_PYTHON=1 selects at import, switched on in this process."""
+    import analyzer.dissect.rtp as media
     import analyzer.scan.groups as groups
-    import analyzer.scan.media as media
     from analyzer import decode
     from analyzer.capture import walk
 
@@ -274,7 +274,7 @@ def test_grouping_identical_to_its_twin() -> None:
 
 def test_rtp_header_fields_identical_to_their_twin() -> None:
     """RTP header fields of mutated payloads posing as plain RTP and as Zoom media."""
-    import analyzer.scan.media as media
+    import analyzer.dissect.rtp as media
 
     rng = np.random.default_rng(11)
     fields_seen = 0
@@ -303,7 +303,7 @@ def test_rtp_header_fields_identical_to_their_twin() -> None:
 
 def test_compiled_functions_refuse_wrong_arrays() -> None:
     """Wrong item sizes or lengths are a Python error, never a read out of bounds."""
-    import analyzer.scan.media as media
+    import analyzer.dissect.rtp as media
 
     buf = np.zeros(64, np.uint8)
     off, n8 = np.zeros(3, np.int64), np.zeros(3, np.int64)

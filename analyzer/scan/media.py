@@ -1,39 +1,42 @@
-"""Media streams (per SSRC and media type) and the ECB repeated-block statistic, as a scan tap.
+"""Media streams (per SSRC and media type) measured as a scan tap: packets, bytes, loss,
+duplicates, reordering, RFC 3550 jitter, frames, frame sizes and rates, a per-second time
+series, and the samples for the ECB statistic (analyzer/scan/ecb.py).
 
 `MediaTap.update` is called once per chunk by the scan with the chunk's decoded packets and their
-payload kinds; it keeps a few numbers per stream (last sequence number, arrival, RTP timestamp,
-jitter) so that chunks of any size give the same figures. `MediaTap.result` turns them into one
-row per (flow, direction, SSRC, media type). Everything per packet is numpy; Python loops run
-over streams or over the 16 block alignments only.
+payload kinds; it keeps a fixed set of numbers per stream (last sequence number, arrival, RTP
+timestamp, jitter, the open frame) so that chunks of any size give the same figures.
+`MediaTap.result` turns them into one row per (flow, direction, SSRC, media type). Everything per
+packet is numpy (the header fields come from analyzer/dissect/rtp.py); Python loops run over
+streams, over the seconds of a chunk or over the 16 block alignments only. At most `max_streams`
+streams are measured; later ones are counted (memory stays bounded whatever the capture holds).
+
+Definitions (docs/media.md has the long form):
+* bytes: `wire_bytes` (= `bytes`) captured frame lengths; `udp_bytes` the UDP payload;
+  `payload_bytes` what follows the RTP header (padding and SRTP tag included).
+* frame: consecutive in-order packets of a stream with one RTP timestamp; it ends (its time)
+  at its last packet's arrival. Late packets join the open frame instead of starting one.
+* clock rate: static PTs from RFC 3551; Zoom audio 48 kHz, Zoom video/screen share/FEC 90 kHz
+  (protocols.md 1.3; 70,080 ticks in 1.454 s on zoom_p2p.pcapng); a dynamic PT elsewhere: the
+  timestamp rate observed, snapped to 8/16/48/90 kHz (`jitter_clock_assumed` says so). No SDP
+  clock is read yet.
+* rates (bitrate, frame rate) only when the stream spans >= 1 s and >= 10 packets.
 
 Layouts and the ECB procedure: ../shared/research/protocols.md sections 1.3, 2.4 and 5.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
-from analyzer.common.compiled import load
 from analyzer.common.hashing import mix_columns
-from analyzer.dissect.kinds import (
-    RTP,
-    ZOOM_MEDIA,
-    ZOOM_PORT_HI,
-    ZOOM_PORT_LO,
-    _Bytes,
-    _zoom_media_ok,
-    c_packet_columns,
-)
+from analyzer.dissect.kinds import RTP, ZOOM_MEDIA
+from analyzer.dissect.rtp import AUDIO, FEC, MEDIA_TYPES, UNKNOWN, VIDEO, rtp_header_fields
+from analyzer.scan.ecb import ecb_statistics, gather_bytes
 from analyzer.scan.groups import factorize
-
-MEDIA_TYPES: tuple[str, ...] = ("unknown", "audio", "video", "screenshare", "fec")
-UNKNOWN, AUDIO, VIDEO, SCREEN, FEC = range(len(MEDIA_TYPES))
 
 # RFC 3551 tables 4 and 5: static payload types -> (media, clock rate).
 STATIC_PT: dict[int, tuple[int, int]] = {
@@ -65,93 +68,12 @@ MAX_SECOND_ROWS = 2_000_000  # (stream, second) rows of the time series kept, al
 ECB_MAX_PACKETS = 400  # per stream, protocols.md 5
 ECB_MAX_REGION = 1500  # bytes of one packet's encrypted region that are kept
 ECB_MAX_SAMPLE_BYTES = 32 * 1024 * 1024  # all streams together: bounded memory on huge captures
-# Verdict thresholds (ecb_verdict). Random 16-byte blocks collide with probability ~n^2/2^129, so
-# even one repeat is significant; 4 tolerates a stray cleartext fragment repeating once or twice.
-ECB_MIN_EXCESS = 4
-ECB_MIN_RATIO = 0.01
-# Ciphertext-like: the distinct blocks' byte entropy is within this many bits of what uniformly
-# random bytes of the same sample size give (plug-in entropy is biased low on small samples).
-ENTROPY_MARGIN = 0.35
-ENTROPY_MIN_BYTES = 256
 _NEG = -(1 << 62)
-_compiled_kinds = load("analyzer.dissect._kinds")
 
 
 def _signed(x: np.ndarray, bits: int) -> np.ndarray:
     half = 1 << (bits - 1)
     return ((x + half) & ((1 << bits) - 1)) - half
-
-
-def locate_rtp(
-    buf: np.ndarray, off: np.ndarray, plen: np.ndarray, kinds: np.ndarray, sport: np.ndarray, dport: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rtp offset in the payload or -1, media code from the Zoom header or -1, is_zoom) per packet.
-
-    Plain RTP (kind rtp) starts at 0. For Zoom media, the generation is chosen as kinds.py does:
-    SFU Gen B (inner at UDP+8) when its check passes, else Gen A (UDP+1), else P2P (UDP+0).
-    """
-    n = off.shape[0]
-    rel = np.full(n, -1, np.int64)
-    media = np.full(n, -1, np.int64)
-    rel[kinds == RTP] = 0
-    z = np.flatnonzero(kinds == ZOOM_MEDIA)
-    if z.size:
-        b = _Bytes(buf, off[z], plen[z])
-        zp = plen[z]
-        sp, dp = sport[z], dport[z]
-        port = ((sp >= ZOOM_PORT_LO) & (sp <= ZOOM_PORT_HI)) | ((dp >= ZOOM_PORT_LO) & (dp <= ZOOM_PORT_HI))
-        sfu = (b.at(0) == 0x05) & port
-        gen_b = sfu & (zp > 8) & np.isin(b.at(7), (0x00, 0x04)) & _zoom_media_ok(b, zp, 8)
-        gen_a = sfu & ~gen_b & _zoom_media_ok(b, zp, 1)
-        inner = np.where(gen_b, 8, np.where(gen_a, 1, 0)).astype(np.int64)
-        t = b.at(inner)
-        b20 = b.at(inner + 20)
-        r = np.full(z.size, -1, np.int64)
-        m = np.full(z.size, -1, np.int64)
-        is_a, is_v = t == 0x0F, (t == 0x10) & (b20 >= 0)
-        is_s = ((t == 0x0D) & (b.at(inner + 7) == 0x1E)) | (t == 0x1E)
-        r = np.where(is_a, inner + 19, r)
-        r = np.where(is_v, np.where(b20 == 0x02, inner + 24, inner + 20), r)
-        r = np.where((t == 0x0D) & is_s, inner + 27, r)
-        r = np.where(t == 0x1E, inner + 20, r)
-        m = np.where(is_a, AUDIO, np.where(is_v, VIDEO, np.where(is_s, SCREEN, m)))
-        rel[z], media[z] = r, m
-    return rel, media, kinds == ZOOM_MEDIA
-
-
-def rtp_header_fields(
-    buf: np.ndarray, off: np.ndarray, plen: np.ndarray, kinds: np.ndarray, sport: np.ndarray, dport: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """Per media packet (kind rtp or zoom_media; `plen` already clamped to the buffer):
-    (rtp offset, header length, seq, RTP timestamp, SSRC, PT, Zoom media code, ok)."""
-    if _compiled_kinds is None:
-        return rtp_header_fields_numpy(buf, off, plen, kinds, sport, dport)
-    out = np.empty((off.shape[0], 8), np.int64)
-    _compiled_kinds.rtp_fields(*c_packet_columns(buf, off, plen, kinds, sport, dport, np.int64), out)
-    cols = tuple(out[:, j].copy() for j in range(8))
-    return (*cols[:7], cols[7].astype(bool))
-
-
-def rtp_header_fields_numpy(
-    buf: np.ndarray, off: np.ndarray, plen: np.ndarray, kinds: np.ndarray, sport: np.ndarray, dport: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """rtp_header_fields with numpy only: the reference for the compiled loop in _kinds.c."""
-    rel, zmedia, zoom = locate_rtp(buf, off, plen, kinds, sport.astype(np.int64), dport.astype(np.int64))
-    b = _Bytes(buf, off, plen)
-    relc = np.maximum(rel, 0)
-    b0, b1 = b.at(relc), b.at(relc + 1)
-    cc, has_x = np.maximum(b0, 0) & 0x0F, (np.maximum(b0, 0) & 0x10) != 0
-    hl = 12 + 4 * cc
-    ext_words = b.u16(relc + hl + 2)
-    hl = np.where(has_x, hl + 4 + 4 * np.maximum(ext_words, 0), hl)
-    seq, rts, ssrc = b.u16(relc + 2), b.u32(relc + 4), b.u32(relc + 8)
-    pt = np.maximum(b1, 0) & 0x7F
-    ok = (rel >= 0) & (b0 >> 6 == 2) & (seq >= 0) & (ssrc >= 0) & (~has_x | (ext_words >= 0))
-    ok &= relc + hl <= plen
-    # RFC 3551 / protocols.md 2.4: plain RTP PTs are 0-34 or 96-127.
-    ok &= zoom | (pt <= 34) | (pt >= 96)
-    ok &= ~zoom | (zmedia >= 0)
-    return rel, hl, seq, rts, ssrc, pt, zmedia, ok
 
 
 def _segment_cummax(values: np.ndarray, seg: np.ndarray) -> np.ndarray:
@@ -838,26 +760,6 @@ class MediaTap:
         )
 
 
-def gather_bytes(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, step: int = 1 << 18) -> np.ndarray:
-    """buf[starts[i] : starts[i] + lens[i]] for all i, back to back. Index arrays are built for
-    about `step` bytes at a time, so the temporary memory stays small whatever the total."""
-    starts = np.asarray(starts, np.int64)
-    lens = np.asarray(lens, np.int64)
-    out = np.empty(int(lens.sum()), np.uint8)
-    ends = np.cumsum(lens)
-    cuts = np.searchsorted(ends, np.arange(step, int(ends[-1]) if ends.size else 0, step), side="right")
-    pos = 0
-    for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, lens.size].tolist(), strict=True):
-        if hi <= lo:
-            continue
-        seg = lens[lo:hi]
-        total = int(seg.sum())
-        idx = np.repeat(starts[lo:hi] - np.r_[0, np.cumsum(seg)[:-1]], seg) + np.arange(total)
-        out[pos : pos + total] = buf[idx]
-        pos += total
-    return out
-
-
 def _pt_list(lo: int, hi: int) -> list[int]:
     return [i for i in range(64) if lo >> i & 1] + [64 + i for i in range(64) if hi >> i & 1]
 
@@ -881,180 +783,3 @@ def _map_keys(keys: pd.Series, mapping: Mapping | pd.Series | None) -> pd.Series
     pos = mapping.index.get_indexer(keys.to_numpy(np.uint64))
     vals = mapping.to_numpy(dtype=object)
     return pd.Series([vals[p] if p >= 0 else pd.NA for p in pos.tolist()], index=keys.index, dtype="object")
-
-
-# -- ECB statistic -------------------------------------------------------------------------------
-ECB_BATCH_BYTES = 1024 * 1024  # streams are processed in batches of about this many sampled bytes
-_ECB_COLUMNS = [
-    "ecb_packets", "ecb_blocks", "ecb_repeats", "ecb_repeat_ratio", "ecb_repeats_max", "ecb_repeat_alignment",
-    "ecb_packets_with_repeats", "ecb_identical_payloads", "ecb_distinct_entropy", "ecb_distinct_bytes",
-    "ecb_entropy_random", "ecb_payload_entropy", "ecb_sample_bytes", "ecb_payload_entropy_random",
-    "ecb_repeats_expected_random",
-]
-
-
-def ecb_statistics(sid: np.ndarray, lens: np.ndarray, data: np.ndarray) -> pd.DataFrame:
-    """Repeated 16-byte blocks per stream over sampled encrypted regions (protocols.md 5).
-
-    `data` holds the regions back to back, `lens` their lengths (each >= 16), `sid` their stream.
-    Returns one row per stream id (the index): packets, blocks and repeats ("excess" = blocks -
-    distinct blocks) at alignment 0, the worst of alignments 0-15, packets with a repeated block,
-    identical regions, the distinct blocks' byte entropy with its sample size and what random
-    bytes of that size would give, the same for all sampled bytes, and the random-ciphertext
-    expectation of repeats, blocks^2 / 2^129.
-    """
-    sid = np.asarray(sid, np.int64)
-    lens = np.asarray(lens, np.int64)
-    data = np.asarray(data, np.uint8)
-    if sid.size == 0:
-        return pd.DataFrame(columns=_ECB_COLUMNS, index=pd.Index([], dtype=np.int64))
-    # Process whole streams in batches so temporary arrays stay small on big samples.
-    pstart = np.r_[0, np.cumsum(lens)[:-1]]
-    order = np.argsort(sid, kind="stable")
-    usid, first, counts = np.unique(sid[order], return_index=True, return_counts=True)
-    stream_bytes = np.add.reduceat(lens[order], first)
-    batch = np.cumsum(stream_bytes) // ECB_BATCH_BYTES
-    frames = []
-    for b in np.unique(batch).tolist():
-        members = np.flatnonzero(batch == b)
-        pk = np.concatenate([order[first[i] : first[i] + counts[i]] for i in members.tolist()])
-        blens = lens[pk]
-        local = np.searchsorted(usid[members], sid[pk])
-        part = _ecb_batch(local, blens, gather_bytes(data, pstart[pk], blens), members.size)
-        part.index = pd.Index(usid[members])
-        frames.append(part)
-    return pd.concat(frames)[_ECB_COLUMNS]
-
-
-def _ecb_batch(sid: np.ndarray, lens: np.ndarray, data: np.ndarray, m: int) -> pd.DataFrame:
-    excess_by_align = np.zeros((16, m), np.int64)
-    windows = np.lib.stride_tricks.sliding_window_view(data, 16)
-    pstart = np.r_[0, np.cumsum(lens)[:-1]]
-    res = pd.DataFrame(index=pd.RangeIndex(m))
-    packets = np.bincount(sid, minlength=m)
-    res["ecb_packets"] = packets
-    for a in range(16):
-        nb = np.maximum((lens - a) // 16, 0)
-        pkt = np.repeat(np.arange(lens.size), nb)
-        first_block = np.r_[0, np.cumsum(nb)[:-1]]
-        kpos = np.arange(pkt.size) - first_block[pkt]
-        raw = windows[pstart[pkt] + a + 16 * kpos]
-        words = np.ascontiguousarray(raw).view("<u8").reshape(-1, 2)
-        bsid = sid[pkt]
-        # Keyed by stream too, so one uint64 column says "same block value in the same stream".
-        h = mix_columns(words[:, 0], words[:, 1], bsid)
-        dup = pd.Series(h).duplicated(keep="first").to_numpy()
-        excess_by_align[a] = np.bincount(bsid, weights=dup, minlength=m).astype(np.int64)
-        if a:
-            continue
-        blocks = np.bincount(bsid, minlength=m)
-        res["ecb_blocks"] = blocks
-        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
-        pkt_rep = np.bincount(pkt, weights=counts[inverse] >= 2, minlength=lens.size) > 0
-        res["ecb_packets_with_repeats"] = np.bincount(sid, weights=pkt_rep, minlength=m).astype(np.int64)
-        ent, nbytes = _entropy_sorted(bsid[~dup], raw[~dup].reshape(-1), 16, m)
-        res["ecb_distinct_entropy"], res["ecb_distinct_bytes"] = ent, nbytes
-        # A region's identity: its blocks' hashes with their positions, its last 16 bytes, its length.
-        with np.errstate(over="ignore"):
-            ph = np.zeros(lens.size, np.uint64)
-            np.add.at(ph, pkt, mix_columns(h, kpos.astype(np.uint64)))
-        tail = np.ascontiguousarray(windows[pstart + lens - 16]).view("<u8").reshape(-1, 2)
-        ph = mix_columns(ph, tail[:, 0], tail[:, 1], lens.astype(np.uint64))
-        pdup = pd.Series(mix_columns(ph, sid)).duplicated(keep="first").to_numpy()
-        res["ecb_identical_payloads"] = np.bincount(sid, weights=pdup, minlength=m).astype(np.int64)
-    blocks = res["ecb_blocks"].to_numpy()
-    res["ecb_repeats"] = excess_by_align[0]
-    res["ecb_repeat_ratio"] = excess_by_align[0] / np.maximum(blocks, 1)
-    res["ecb_repeats_max"] = excess_by_align.max(axis=0)
-    res["ecb_repeat_alignment"] = excess_by_align.argmax(axis=0)
-    res["ecb_entropy_random"] = [random_entropy(int(x)) for x in res["ecb_distinct_bytes"].tolist()]
-    pent, pbytes = _entropy_sorted(sid, data, lens, m)
-    res["ecb_payload_entropy"], res["ecb_sample_bytes"] = pent, pbytes
-    res["ecb_payload_entropy_random"] = [random_entropy(int(x)) for x in pbytes.tolist()]
-    res["ecb_repeats_expected_random"] = blocks.astype(np.float64) ** 2 / 2.0**129
-    return res
-
-
-def _entropy_sorted(
-    group: np.ndarray, data: np.ndarray, size: int | np.ndarray, m: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Shannon entropy (bits/byte) and byte count per group 0..m-1. `group` is sorted and item i
-    owns the next `size` (or size[i]) bytes of `data`, so each group's bytes are one slice."""
-    sizes = np.broadcast_to(np.asarray(size, np.int64), group.shape)
-    per_group = np.bincount(group, weights=sizes, minlength=m).astype(np.int64)
-    bounds = np.r_[0, np.cumsum(per_group)]
-    ent = np.full(m, np.nan)
-    for g in np.flatnonzero(per_group).tolist():
-        counts = np.bincount(data[bounds[g] : bounds[g + 1]], minlength=256)
-        p = counts[counts > 0] / per_group[g]
-        ent[g] = float(-(p * np.log2(p)).sum())
-    return ent, per_group
-
-
-@lru_cache(maxsize=4096)
-def random_entropy(n: int) -> float:
-    """Expected plug-in entropy (bits/byte) of n uniformly random bytes: each byte value's count is
-    Binomial(n, 1/256), and E[H] = log2 n - (256/n) E[c log2 c]."""
-    if n <= 1:
-        return 0.0
-    p = 1.0 / 256
-    mean = n * p
-    hi = min(n, int(mean + 12 * math.sqrt(mean) + 20))
-    j = np.arange(1, hi + 1, dtype=np.float64)
-    log_pmf = (
-        math.lgamma(n + 1) - np.array([math.lgamma(x + 1) for x in j]) - np.array([math.lgamma(n - x + 1) for x in j])
-        + j * math.log(p) + (n - j) * math.log1p(-p)
-    )
-    e_clogc = float((np.exp(log_pmf) * j * np.log2(j)).sum())
-    return math.log2(n) - 256.0 / n * e_clogc
-
-
-# -- verdicts -------------------------------------------------------------------------------------
-def _looks_random(entropy: float, nbytes: int) -> bool:
-    return nbytes >= ENTROPY_MIN_BYTES and entropy >= random_entropy(nbytes) - ENTROPY_MARGIN
-
-
-def ecb_verdict(row: Mapping | pd.Series) -> tuple[bool, str]:
-    """Is this stream's encryption ECB-like? (is_ecb_like, reason).
-
-    ECB-like when (1) the worst-alignment repeats reach ECB_MIN_EXCESS and ECB_MIN_RATIO of the
-    blocks, which random ciphertext would give with probability ~n^2/2^129 (nil), and (2) the
-    distinct blocks look like ciphertext: their byte entropy is within ENTROPY_MARGIN bits of
-    random bytes of the same sample size. Repeats with low-entropy distinct blocks are plaintext
-    (for example G.711 silence), reported as unencrypted-like, not ECB.
-    """
-    repeats = int(row.get("ecb_repeats_max", 0) or 0)
-    blocks = int(row.get("ecb_blocks", 0) or 0)
-    if blocks == 0:
-        return False, "no media payload blocks sampled"
-    ent = float(row.get("ecb_distinct_entropy", float("nan")))
-    nbytes = int(row.get("ecb_distinct_bytes", 0) or 0)
-    expected = blocks**2 / 2.0**129
-    if repeats < ECB_MIN_EXCESS or repeats < ECB_MIN_RATIO * blocks:
-        return False, (f"{repeats} repeated 16-byte blocks of {blocks} (random ciphertext: {expected:.1e}); "
-                       f"below the threshold of {ECB_MIN_EXCESS} and {ECB_MIN_RATIO:.0%}")
-    ent_rand = random_entropy(nbytes)
-    if not _looks_random(ent, nbytes):
-        return False, (f"unencrypted_like: {repeats} repeated blocks of {blocks}, but the distinct blocks "
-                       f"have {ent:.2f} bits/byte over {nbytes} bytes (random: {ent_rand:.2f}), so not ciphertext")
-    return True, (f"{repeats} of {blocks} 16-byte blocks repeat (alignment {int(row.get('ecb_repeat_alignment', 0))}) "
-                  f"against {expected:.1e} expected from random ciphertext, and the distinct blocks look "
-                  f"encrypted ({ent:.2f} bits/byte over {nbytes} bytes, random {ent_rand:.2f})")
-
-
-def media_verdict(row: Mapping | pd.Series) -> tuple[str, str]:
-    """('ecb_like' | 'unencrypted_like' | 'ciphertext_like' | 'insufficient', reason) for a stream."""
-    is_ecb, reason = ecb_verdict(row)
-    if is_ecb:
-        return "ecb_like", reason
-    if reason.startswith("unencrypted_like"):
-        return "unencrypted_like", reason.removeprefix("unencrypted_like: ")
-    ent = float(row.get("ecb_payload_entropy", float("nan")))
-    nbytes = int(row.get("ecb_sample_bytes", 0) or 0)
-    if nbytes < ENTROPY_MIN_BYTES:
-        return "insufficient", f"only {nbytes} payload bytes sampled"
-    ent_rand = random_entropy(nbytes)
-    if ent < ent_rand - ENTROPY_MARGIN:
-        return "unencrypted_like", (f"payload entropy {ent:.2f} bits/byte over {nbytes} bytes, random bytes "
-                                    f"give {ent_rand:.2f}: not ciphertext")
-    return "ciphertext_like", f"payload entropy {ent:.2f} bits/byte over {nbytes} bytes (random {ent_rand:.2f})"

@@ -22,6 +22,7 @@ from analyzer.session.findings import (
     policy_findings,
     sort_findings,
 )
+from analyzer.session.media_verdicts import judge_streams
 from analyzer.session.model import Session
 from analyzer.session.options import SESSION_OPTIONS, SessionOptions, check_options, prepare_options
 from analyzer.session.policy import Policy, violations
@@ -32,7 +33,6 @@ from analyzer.session.tables import (
     attributions,
     countries_table,
     flow_records,
-    judge_streams,
     key_exchange_table,
     local_table,
     media_table,

@@ -232,23 +232,6 @@ def _stream_record(s: pd.Series) -> dict[str, Any]:
     return {k: to_plain(s[k]) for k in keep if k in s.index}
 
 
-def judge_streams(streams: pd.DataFrame) -> pd.DataFrame:
-    """Add the media verdict (ecb_like / unencrypted_like / ciphertext_like / insufficient) per stream."""
-    if streams.empty:
-        return streams
-    from analyzer.scan.media import media_verdict
-
-    out = streams.copy()
-    verdicts = [media_verdict(row) for _, row in out.iterrows()]
-    out["verdict"] = [v for v, _r in verdicts]
-    out["verdict_reason"] = [r for _v, r in verdicts]
-    out["ecb_like"] = out["verdict"] == "ecb_like"
-    out["unencrypted_like"] = out["verdict"] == "unencrypted_like"
-    out["ecb_random_expected"] = out.get("ecb_repeats_expected_random", 0.0)
-    out["ecb_reason"] = out["verdict_reason"]
-    return out
-
-
 def meetings_table(flows: pd.DataFrame) -> list[dict[str, Any]]:
     """Flows of one app whose activity overlaps in time form one meeting (unknown/DNS excluded)."""
     out = []
