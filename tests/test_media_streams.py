@@ -65,6 +65,15 @@ def synthetic_call() -> tuple[bytes, dict]:
     for t, i in audio:
         pkts.append((t, _udp_frame("10.0.0.1", 5006, "10.0.0.2", 6006, _rtp(0, 7000 + i, 160 * i, 0xBBBB, False,
                                                                                b"\xd5" * 160))))
+    # RTCP on the video's 5-tuple (rtcp-mux): an SR from the sender at 1.0 s, and the receiver's
+    # RR echoing it (LSR) 110 ms later with DLSR = 30 ms: an 80 ms round trip.
+    ntp_msw, ntp_lsw = 3_900_000_100, 0x12340000
+    sr = struct.pack("!BBHIIIII", 0x81, 200, 12, 0xAAAA, ntp_msw, ntp_lsw, 5000, 100) + struct.pack("!I", 10000)
+    sr += struct.pack("!IIIIII", 0xCCCC, 0, 0, 0, 0, 0)  # a block about another source, no LSR
+    lsr = ((ntp_msw & 0xFFFF) << 16) | (ntp_lsw >> 16)
+    rr = struct.pack("!BBHI", 0x81, 201, 7, 0xDDDD) + struct.pack("!IIIIII", 0xAAAA, 0, 1000, 0, lsr, 1966)
+    pkts.append((T0 + 1_000_000_000, _udp_frame("10.0.0.1", 5004, "10.0.0.2", 6004, sr)))
+    pkts.append((T0 + 1_110_000_000, _udp_frame("10.0.0.2", 6004, "10.0.0.1", 5004, rr)))
     pkts.sort(key=lambda p: p[0])
     return pcap_bytes(pkts, nanosecond=True), {"video": video}
 
@@ -118,6 +127,15 @@ def test_synthetic_call_frames_loss_and_jitter(call) -> None:
     assert a["frames"] == 194
     # Frame rate counts the frames received: 193 intervals over the 3.98 s from the first to the last.
     assert a["frame_rate_fps"] == pytest.approx(193 / 3.98)
+
+
+def test_rtcp_round_trip(call) -> None:
+    path, _ = call
+    st = scan_capture(path, media=True, keep_samples=True).streams
+    v, a = _by_ssrc(st, 0xAAAA), _by_ssrc(st, 0xBBBB)
+    assert v["rtcp_sender_reports"] == 1 and v["rtcp_rtt_samples"] == 1
+    assert v["rtcp_rtt_ms"] == pytest.approx(110 - 1966 / 65536 * 1000, abs=1e-3)  # ~80 ms
+    assert a["rtcp_rtt_samples"] == 0 and np.isnan(a["rtcp_rtt_ms"])
 
 
 def test_synthetic_call_per_second_series(call) -> None:

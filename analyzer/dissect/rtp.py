@@ -294,6 +294,7 @@ def accumulate_streams(
 # _kinds.c (rtp_fields); tests/test_compiled_twins.py keeps the two equal.
 from analyzer.common.compiled import load  # noqa: E402
 from analyzer.dissect.kinds import (  # noqa: E402
+    RTCP,
     RTP,
     ZOOM_MEDIA,
     ZOOM_PORT_HI,
@@ -306,6 +307,68 @@ from analyzer.dissect.kinds import (  # noqa: E402
 MEDIA_TYPES: tuple[str, ...] = ("unknown", "audio", "video", "screenshare", "fec")
 UNKNOWN, AUDIO, VIDEO, SCREEN, FEC = range(len(MEDIA_TYPES))
 _compiled_kinds = load("analyzer.dissect._kinds")
+
+
+def _zoom_inner(b: _Bytes, zp: np.ndarray, sp: np.ndarray, dp: np.ndarray) -> np.ndarray:
+    """Offset of the Zoom media header: SFU Gen B (UDP+8) when its check passes, else Gen A
+    (UDP+1), else P2P (UDP+0), as kinds.py decides (protocols.md 1.2)."""
+    port = ((sp >= ZOOM_PORT_LO) & (sp <= ZOOM_PORT_HI)) | ((dp >= ZOOM_PORT_LO) & (dp <= ZOOM_PORT_HI))
+    sfu = (b.at(0) == 0x05) & port
+    gen_b = sfu & (zp > 8) & np.isin(b.at(7), (0x00, 0x04)) & _zoom_media_ok(b, zp, 8)
+    gen_a = sfu & ~gen_b & _zoom_media_ok(b, zp, 1)
+    return np.where(gen_b, 8, np.where(gen_a, 1, 0)).astype(np.int64)
+
+
+RTCP_SR, RTCP_RR = 200, 201
+RTCP_MAX_BLOCKS = 31  # RFC 3550 6.4: RC is 5 bits
+
+
+def rtcp_reports(
+    buf: np.ndarray, off: np.ndarray, plen: np.ndarray, kinds: np.ndarray, sport: np.ndarray, dport: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Sender reports and report blocks of the first RTCP packet of each datagram (RFC 3550 6.4;
+    a compound packet starts with its SR or RR). Plain RTCP (kind rtcp) starts at 0, Zoom's
+    RTCP (inner types 0x21-0x23, kind zoom_media) at inner+16 (protocols.md 1.3).
+
+    Returns (srs, blocks): srs has `i` (packet index), `ssrc` (sender) and `ntp_mid` (the middle
+    32 bits of the NTP timestamp, what a receiver echoes as LSR); blocks has `i`, `ssrc` (the
+    reporter), `source` (the reportee), `lsr` and `dlsr` (1/65536 s), only blocks with an LSR."""
+    n = off.shape[0]
+    rel = np.full(n, -1, np.int64)
+    rel[kinds == RTCP] = 0
+    z = np.flatnonzero(kinds == ZOOM_MEDIA)
+    if z.size:
+        b = _Bytes(buf, off[z], plen[z])
+        inner = _zoom_inner(b, plen[z], sport[z], dport[z])
+        t = b.at(inner)
+        rel[z] = np.where((t >= 0x21) & (t <= 0x23), inner + 16, -1)
+    cand = np.flatnonzero(rel >= 0)
+    b = _Bytes(buf, off[cand], plen[cand])
+    r = rel[cand]
+    b0, pt = b.at(r), b.at(r + 1)
+    words = b.u16(r + 2)
+    ssrc = b.u32(r + 4)
+    ok = (b0 >> 6 == 2) & (words >= 1) & (ssrc >= 0) & (r + 4 * (words + 1) <= plen[cand])
+    sr = ok & (pt == RTCP_SR) & (words >= 6)
+    ntp_mid = b.u32(r + 10)
+    srs = {"i": cand[sr], "ssrc": ssrc[sr], "ntp_mid": ntp_mid[sr]}
+    rc = np.where(ok, np.maximum(b0, 0) & 0x1F, 0)
+    first = np.where(pt == RTCP_SR, r + 28, r + 8)
+    has_blocks = ok & ((pt == RTCP_SR) | (pt == RTCP_RR))
+    end = r + 4 * (words + 1)
+    parts: dict[str, list[np.ndarray]] = {"i": [], "ssrc": [], "source": [], "lsr": [], "dlsr": []}
+    for k in range(int(rc[has_blocks].max()) if has_blocks.any() else 0):
+        base = first + 24 * k
+        sel = has_blocks & (rc > k) & (base + 24 <= end)
+        lsr = b.u32(base + 16)
+        sel &= lsr > 0
+        parts["i"].append(cand[sel])
+        parts["ssrc"].append(ssrc[sel])
+        parts["source"].append(b.u32(base)[sel])
+        parts["lsr"].append(lsr[sel])
+        parts["dlsr"].append(b.u32(base + 20)[sel])
+    blocks = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in parts.items()}
+    return srs, blocks
 
 
 def locate_rtp(
@@ -324,12 +387,7 @@ def locate_rtp(
     if z.size:
         b = _Bytes(buf, off[z], plen[z])
         zp = plen[z]
-        sp, dp = sport[z], dport[z]
-        port = ((sp >= ZOOM_PORT_LO) & (sp <= ZOOM_PORT_HI)) | ((dp >= ZOOM_PORT_LO) & (dp <= ZOOM_PORT_HI))
-        sfu = (b.at(0) == 0x05) & port
-        gen_b = sfu & (zp > 8) & np.isin(b.at(7), (0x00, 0x04)) & _zoom_media_ok(b, zp, 8)
-        gen_a = sfu & ~gen_b & _zoom_media_ok(b, zp, 1)
-        inner = np.where(gen_b, 8, np.where(gen_a, 1, 0)).astype(np.int64)
+        inner = _zoom_inner(b, zp, sport[z], dport[z])
         t = b.at(inner)
         b20 = b.at(inner + 20)
         r = np.full(z.size, -1, np.int64)

@@ -269,6 +269,8 @@ def _streams_over_time(report: dict[str, Any]) -> str:
                    f"{_num(s.get('frame_rate_fps'))} fps · {rate} · jitter {_num(s.get('jitter_ms'))} ms "
                    f"(frames {_num(s.get('frame_jitter_ms'))} ms, clock {_num(s.get('clock_rate'), '{:,}')} Hz) · "
                    f"lost {_num(s.get('lost'), '{:,}')}")
+        if to_plain(s.get("rtcp_rtt_samples")):
+            figures += f" · RTCP round trip {_num(s.get('rtcp_rtt_ms'))} ms"
         cards.append(f'<div class="stream-card"><div class="figs">{figures}</div>{stream_chart(s)}</div>')
     return f'{head}{legend_svg}{note}<div class="stream-grid">{"".join(cards)}</div></section>'
 

@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from analyzer.common.hashing import mix_columns
-from analyzer.dissect.kinds import RTP, ZOOM_MEDIA
-from analyzer.dissect.rtp import AUDIO, FEC, MEDIA_TYPES, UNKNOWN, VIDEO, rtp_header_fields
+from analyzer.dissect.kinds import RTCP, RTP, ZOOM_MEDIA
+from analyzer.dissect.rtp import AUDIO, FEC, MEDIA_TYPES, UNKNOWN, VIDEO, rtcp_reports, rtp_header_fields
 from analyzer.scan.ecb import ecb_statistics, gather_bytes
 from analyzer.scan.groups import factorize
 
@@ -64,6 +64,8 @@ RATE_MIN_PACKETS = 10
 MAX_STREAMS = 20_000  # streams kept in full; later ones are counted only (memory stays bounded)
 OVERFLOW_KEYS_MAX = 1 << 20  # distinct over-cap stream keys remembered for counting (8 MiB)
 MAX_SECOND_ROWS = 2_000_000  # (stream, second) rows of the time series kept, all streams together
+RTCP_MAX_RECORDS = 200_000  # sender reports and report blocks kept each, for the RTT
+RTT_MAX_S = 10.0  # an RTCP round trip above this is a mismatched report, not a latency
 
 ECB_MAX_PACKETS = 400  # per stream, protocols.md 5
 ECB_MAX_REGION = 1500  # bytes of one packet's encrypted region that are kept
@@ -152,6 +154,8 @@ class MediaTap:
         self._second_rows = 0
         self._seconds_truncated = False
         self._sec_parts: list[dict[str, np.ndarray]] = []
+        self._rtcp: dict[str, list[dict[str, np.ndarray]]] = {"sr": [], "rb": []}
+        self._rtcp_n = {"sr": 0, "rb": 0}
         self._frame_parts: list[dict[str, np.ndarray]] = []
         self._win_sid = np.zeros(0, np.int64)
         self._win_ext = np.zeros(0, np.int64)
@@ -222,6 +226,7 @@ class MediaTap:
     def update(self, chunk, cols, idx: np.ndarray, kinds: np.ndarray, keys: np.ndarray, adir: np.ndarray) -> None:
         """Fold one chunk's packets in. Arguments as in scan.py: `idx` are the decoded packets,
         `kinds`, `keys` (uint64 flow keys) and `adir` (0 = A->B) are aligned with `idx`."""
+        self._rtcp_update(chunk, cols, idx, kinds, keys, adir)
         sel = np.flatnonzero((kinds == RTP) | (kinds == ZOOM_MEDIA))
         if not sel.size:
             return
@@ -433,6 +438,60 @@ class MediaTap:
         return dup
 
 
+    # -- RTCP round trips -------------------------------------------------------------------------
+    def _rtcp_update(self, chunk, cols, idx: np.ndarray, kinds: np.ndarray, keys: np.ndarray,
+                     adir: np.ndarray) -> None:
+        """Keep the sender reports and the report blocks (with an LSR) of this chunk, with their
+        flow, direction and arrival; they are paired in `_rtcp_rtt` (bounded by RTCP_MAX_RECORDS)."""
+        sel = np.flatnonzero((kinds == RTCP) | (kinds == ZOOM_MEDIA))
+        if not sel.size:
+            return
+        pk = idx[sel]
+        buf = chunk.buf
+        off = cols.l4_off[pk].astype(np.int64)
+        plen = cols.l4_len[pk].astype(np.int64)
+        plen = np.where((off >= 0) & (off + plen <= buf.shape[0]), np.maximum(plen, 0), 0)
+        srs, blocks = rtcp_reports(buf, off, plen, np.asarray(kinds)[sel], cols.sport[pk].astype(np.int64),
+                                   cols.dport[pk].astype(np.int64))
+        for name, rec in (("sr", srs), ("rb", blocks)):
+            i = rec["i"]
+            room = RTCP_MAX_RECORDS - self._rtcp_n[name]
+            if not i.size or room <= 0:
+                continue
+            i = i[:room]
+            part = {k: v[: i.size] for k, v in rec.items() if k != "i"}
+            part["flow_key"] = np.asarray(keys)[sel[i]].astype(np.uint64)
+            part["adir"] = np.asarray(adir)[sel[i]].astype(np.int64)
+            part["ts"] = chunk.ts_ns[pk[i]].astype(np.int64)
+            self._rtcp[name].append(part)
+            self._rtcp_n[name] += int(i.size)
+
+    def _rtcp_rtt(self) -> pd.DataFrame:
+        """Round trips from RTCP (RFC 3550 6.4.1): a report block that echoes a sender report's
+        NTP middle bits (LSR) came back DLSR after that SR arrived at the far end, so the round
+        trip seen from the capture point is t(block) - t(SR) - DLSR. Only the capture's clock
+        is used. One row per (flow_key, adir of the SR, SSRC): median ms, samples, SRs seen."""
+        cols = ["flow_key", "adir", "ssrc", "rtcp_rtt_ms", "rtcp_rtt_samples", "rtcp_sender_reports"]
+        if not self._rtcp["sr"]:
+            return pd.DataFrame({c: pd.Series(dtype=np.int64) for c in cols})
+        sr = pd.DataFrame({k: np.concatenate([p[k] for p in self._rtcp["sr"]]) for k in self._rtcp["sr"][0]})
+        counts = sr.groupby(["flow_key", "adir", "ssrc"]).size().rename("rtcp_sender_reports")
+        out = counts.to_frame()
+        out["rtcp_rtt_ms"], out["rtcp_rtt_samples"] = np.nan, 0
+        if self._rtcp["rb"]:
+            rb = pd.DataFrame({k: np.concatenate([p[k] for p in self._rtcp["rb"]]) for k in self._rtcp["rb"][0]})
+            rb = rb.rename(columns={"ssrc": "reporter", "source": "ssrc", "lsr": "ntp_mid", "ts": "ts_rb",
+                                    "adir": "adir_rb"})
+            rb["adir"] = 1 - rb["adir_rb"]
+            m = rb.merge(sr.rename(columns={"ts": "ts_sr"}), on=["flow_key", "adir", "ssrc", "ntp_mid"])
+            m["rtt_s"] = (m["ts_rb"] - m["ts_sr"]) / 1e9 - m["dlsr"] / 65536.0
+            m = m[(m["rtt_s"] >= 0) & (m["rtt_s"] <= RTT_MAX_S)]
+            if len(m):
+                g = m.groupby(["flow_key", "adir", "ssrc"])["rtt_s"]
+                out.loc[g.median().index, "rtcp_rtt_ms"] = g.median() * 1000.0
+                out.loc[g.size().index, "rtcp_rtt_samples"] = g.size()
+        return out.reset_index()[cols]
+
     # -- frames and the time series ------------------------------------------------------------
     def _keep_seconds(self, sid: np.ndarray, sec: np.ndarray, counts: dict[str, np.ndarray], jit: np.ndarray,
                       jn: np.ndarray) -> None:
@@ -634,6 +693,11 @@ class MediaTap:
         valid = zoom | ((s["packets"] >= 3) & (s["good"] * 2 >= s["packets"] - 1))
         sids = np.flatnonzero(valid)
         df = self._stream_frame(s, sids)
+        rtt = self._rtcp_rtt()
+        df = df.merge(rtt.astype({"flow_key": np.uint64, "adir": np.int8, "ssrc": np.int64}),
+                      on=["flow_key", "adir", "ssrc"], how="left")
+        df["rtcp_rtt_samples"] = df["rtcp_rtt_samples"].fillna(0).astype(np.int64)
+        df["rtcp_sender_reports"] = df["rtcp_sender_reports"].fillna(0).astype(np.int64)
         ecb = ecb_statistics(*self._sample_arrays())
         df = df.join(ecb.reindex(sids).reset_index(drop=True))
         for col in ("ecb_packets", "ecb_blocks", "ecb_repeats", "ecb_repeats_max", "ecb_repeat_alignment",
