@@ -37,7 +37,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analyzer.scan.scanner import scan_capture
+from analyzer.api import analyze
 
 SHARED = Path("/work/shared/captures/real")
 DEFAULT_CAPTURES = ("zoom.pcap", "zoom_p2p.pcapng", "princeton-test0.pcap", "princeton-test3.pcap",
@@ -58,7 +58,17 @@ def run_peer(peer: Path, capture: Path, work: Path) -> tuple[pd.DataFrame, pd.Da
 
 
 def ours(capture: Path) -> pd.DataFrame:
-    return scan_capture(capture, media=True, keep_samples=True).streams
+    return analyze(capture).streams
+
+
+def peer_meetings(peer: Path, work: Path) -> int | None:
+    """Meetings zoom_meetings finds in the last .zpkt (it groups media streams, FEC aside)."""
+    out = work / "meetings.csv"
+    out.unlink(missing_ok=True)
+    if not (work / "x.zpkt").exists():
+        return None
+    subprocess.run([peer / "zoom_meetings", "-i", work / "x.zpkt", "-m", out], capture_output=True, check=False)
+    return int(pd.read_csv(out)["meeting_id"].nunique()) if out.exists() else None
 
 
 def table(capture: Path, peer: Path, work: Path) -> pd.DataFrame:
@@ -93,6 +103,9 @@ def table(capture: Path, peer: Path, work: Path) -> pd.DataFrame:
             for _, t in theirs.iterrows():
                 rows.append({"ssrc": f"{ssrc:#010x}", "type": f"peer only ({t['media_type']}/{t['stream_type']})",
                              "peer_pkts": int(t["pkts"]), "peer_frames_ssrc": len(frames)})
+    if len(st):
+        print(f"  meetings: confscope {st['meeting'].nunique()} ({', '.join(sorted(st['meeting'].unique()))}), "
+              f"participants {st['participant'].nunique()}; zoom_meetings {peer_meetings(peer, work)}")
     return pd.DataFrame(rows)
 
 

@@ -240,3 +240,36 @@ def test_chart_marks_loss_and_jitter(call) -> None:
     assert 'class="br"' in svg and 'class="fr"' in svg
     marked = dict(video, series={**video["series"], "jitter_ms": [40.0, *video["series"]["jitter_ms"][1:]]})
     assert stream_chart(marked).count('class="jit"') == 1 + sum(j > 30 for j in video["series"]["jitter_ms"][1:])
+
+
+def _sip_invite(sdp: str) -> bytes:
+    body = sdp.replace("\n", "\r\n").encode()
+    head = ("INVITE sip:bob@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060\r\nFrom: <sip:alice@10.0.0.1>\r\n"
+            "To: <sip:bob@10.0.0.2>\r\nCall-ID: 1@10.0.0.1\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    return _udp_frame("10.0.0.1", 5060, "10.0.0.2", 5060, head + body)
+
+
+def test_sdp_clock_rate_replaces_the_guess(tmp_path) -> None:
+    """An SDP that maps the video's PT 96 to a 48 kHz clock: jitter is re-expressed at 48 kHz
+    (deliberately not the 90 kHz the timestamps show, so the change is visible)."""
+
+    data, truth = synthetic_call()
+    sdp = ("v=0\no=- 1 1 IN IP4 10.0.0.2\ns=-\nc=IN IP4 10.0.0.2\nt=0 0\n"
+           "m=video 6004 RTP/AVP 96\na=rtpmap:96 VP8/48000\n")
+    path = tmp_path / "sdp.pcap"
+    # The INVITE first, then the call's records (its 24-byte file header dropped).
+    path.write_bytes(pcap_bytes([(T0 - 1_000_000, _sip_invite(sdp))], nanosecond=True) + data[24:])
+    s = analyze(path)
+    v = s.streams[s.streams["ssrc"] == 0xAAAA].iloc[0]
+    assert (v["clock_source"], v["clock_rate"], v["sdp_encoding"], v["media_type"]) == ("sdp", 48_000, "VP8", "video")
+    assert not v["jitter_clock_assumed"]
+    assert v["jitter_ms"] == pytest.approx(rfc3550(sorted(truth["video"]), 48_000), rel=1e-9)
+    ends: dict[int, int] = {}
+    for t, rts in truth["video"]:
+        ends[rts] = max(ends.get(rts, 0), t)
+    assert v["frame_jitter_ms"] == pytest.approx(rfc3550(sorted((t, r) for r, t in ends.items()), 48_000), rel=1e-9)
+    last = s.stream_seconds[s.stream_seconds["stream_id"] == v["stream_id"]].iloc[-1]
+    assert last["jitter_ms"] == pytest.approx(v["jitter_ms"], rel=1e-9)  # the series speaks the same clock
+    a = s.streams[s.streams["ssrc"] == 0xBBBB].iloc[0]
+    assert a["clock_source"] == "static_pt" and a["clock_rate"] == AUDIO_CLOCK

@@ -110,6 +110,11 @@ class MediaResult:
     media_packets: int = 0
     dropped_streams: int = 0  # implausible RTP look-alikes (random UDP whose first byte says V=2)
     ecb_sample_truncated: bool = False
+    # RFC 3550 jitter in RTP ticks at every candidate clock (columns: RATES), aligned with the
+    # rows of `streams` / `seconds`, so a clock learnt later (SDP a=rtpmap) can re-express it.
+    jitter_units: np.ndarray | None = None
+    frame_jitter_units: np.ndarray | None = None
+    seconds_jitter_units: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     # One row per (stream, second): see MediaTap.seconds. Empty when the tap kept no streams.
     seconds: pd.DataFrame | None = None
@@ -649,7 +654,9 @@ class MediaTap:
         row_of[sids] = np.arange(sids.size)
         col = np.array([RATES.index(r) if r in RATES else -1 for r in np.asarray(rates).tolist()], np.int64)
         if not self._sec_parts or not sids.size:
-            return pd.DataFrame({c: pd.Series(dtype=np.float64 if c == "jitter_ms" else np.int64) for c in cols})
+            raw = [f"_ju{j}" for j in range(len(RATES))]
+            return pd.DataFrame({c: pd.Series(dtype=np.float64 if c == "jitter_ms" or c in raw else np.int64)
+                                 for c in cols + raw})
         p = {k: np.concatenate([x[k] for x in self._sec_parts]) for k in self._sec_parts[0]}
         row = row_of[p["sid"]]
         keep = row >= 0
@@ -658,10 +665,11 @@ class MediaTap:
         jit = np.where(col[np.maximum(row, 0)] >= 0, jit, np.nan)
         df = pd.DataFrame({"stream": row, "second": p["second"], "packets": p["packets"],
                            "wire_bytes": p["wire_bytes"], "payload_bytes": p["payload_bytes"], "lost": p["lost"],
-                           "jitter_ms": jit})[keep]
+                           "jitter_ms": jit, **{f"_ju{j}": p["jit"][:, j] for j in range(len(RATES))}})[keep]
         agg = df.groupby(["stream", "second"], sort=True).agg(
             packets=("packets", "sum"), wire_bytes=("wire_bytes", "sum"), payload_bytes=("payload_bytes", "sum"),
-            lost=("lost", "sum"), jitter_ms=("jitter_ms", "last"))
+            lost=("lost", "sum"), jitter_ms=("jitter_ms", "last"),
+            **{f"_ju{j}": (f"_ju{j}", "last") for j in range(len(RATES))})
         if self._frame_parts:
             f = {k: np.concatenate([x[k] for x in self._frame_parts]) for k in self._frame_parts[0]}
             frow = row_of[f["sid"]]
@@ -676,7 +684,7 @@ class MediaTap:
             agg[name] = agg[name].fillna(0).astype(np.int64)
         agg["lost"] = agg["lost"].fillna(0).clip(lower=0).astype(np.int64)
         agg["bitrate_bps"] = agg["wire_bytes"] * 8.0  # per one-second bin
-        return agg[cols]
+        return agg[cols + [f"_ju{j}" for j in range(len(RATES))]]
 
     # -- result ---------------------------------------------------------------------------------
     def result(
@@ -716,9 +724,15 @@ class MediaTap:
         if self._seconds_truncated:
             notes.append(f"per-second time series capped at {self._max_second_rows} (stream, second) rows")
         seconds = self.seconds(sids, df["clock_rate"].to_numpy())
+        raw = [f"_ju{j}" for j in range(len(RATES))]
+        sec_units = seconds[raw].to_numpy(np.float64) if len(seconds) else np.zeros((0, len(RATES)))
+        seconds = seconds.drop(columns=raw)
         return MediaResult(streams=df, media_packets=self.media_packets, dropped_streams=int(n - sids.size),
                            ecb_sample_truncated=self._ecb_truncated, notes=notes, seconds=seconds,
-                           streams_over_cap=self._over_streams, packets_over_cap=self._over_packets)
+                           streams_over_cap=self._over_streams, packets_over_cap=self._over_packets,
+                           jitter_units=np.where((s["jn"][sids] > 0)[:, None], self._jit[:n][sids], np.nan),
+                           frame_jitter_units=np.where((s["fj_n"][sids] > 0)[:, None], self._fjit[:n][sids], np.nan),
+                           seconds_jitter_units=sec_units)
 
     def _sample_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self._samples:
@@ -819,6 +833,8 @@ class MediaTap:
                 "clock_estimate_hz": est,
                 "jitter_ms": jitter_ms,
                 "jitter_clock_assumed": assumed,
+                "clock_source": np.where(plain_static, "static_pt", np.where(zoom, "zoom", np.where(
+                    rate > 0, "observed", "none"))).astype(object),
                 "frame_jitter_ms": frame_jitter_ms,
             }
         )

@@ -26,7 +26,7 @@ from analyzer.session.media_verdicts import judge_streams
 from analyzer.session.model import Session
 from analyzer.session.options import SESSION_OPTIONS, SessionOptions, check_options, prepare_options
 from analyzer.session.policy import Policy, violations
-from analyzer.session.streams import media_summary, stream_seconds, with_stream_ids
+from analyzer.session.streams import apply_sdp_clocks, media_summary, stream_seconds, with_stream_ids
 from analyzer.session.tables import (
     FLOW_REPORT_COLUMNS,
     apps_table,
@@ -134,9 +134,10 @@ def build_session(
     flows = remote_endpoints(flows, resolver)
     vantage = flow_vantage(flows, resolver, stated_vantage)
     flows = rtt_plausibility(flows, vantage)
-    streams = with_stream_ids(judge_streams(scan.streams), flows)
+    raw_streams, raw_seconds = apply_sdp_clocks(scan.streams, scan.stream_seconds, flows, scan.media)
+    streams = with_stream_ids(judge_streams(raw_streams), flows)
     capture = scan.info.as_dict()
-    seconds = stream_seconds(streams, scan.stream_seconds, capture.get("first_ts"))
+    seconds = stream_seconds(streams, raw_seconds, capture.get("first_ts"))
     capture["sha256"] = sha256
     capture["name"] = Path(source_name(source)).name
     viol = violations(flows, pol)

@@ -106,3 +106,71 @@ def media_summary(media: Any, streams: pd.DataFrame) -> dict[str, Any]:
         "byte_counting": "bytes/wire_bytes: captured frame lengths; udp_bytes: UDP payload lengths "
                          "(zoom-analysis counts these); payload_bytes: after the RTP header",
     }
+
+
+def sdp_clocks(flows: pd.DataFrame) -> dict[tuple[str, int], dict[int, tuple[str, str, int]]]:
+    """(ip, port) an SDP announced for receiving media -> {PT: (media, encoding, clock)}."""
+    out: dict[tuple[str, int], dict[int, tuple[str, str, int]]] = {}
+    if "sdp_rtpmap" not in flows:
+        return out
+    for items in flows["sdp_rtpmap"]:
+        if not isinstance(items, list | tuple):
+            continue
+        for item in items:
+            try:
+                ip, port, media, pt, enc, clock = item
+                out.setdefault((str(ip), int(port)), {})[int(pt)] = (str(media), str(enc), int(clock))
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+def apply_sdp_clocks(streams: pd.DataFrame, seconds: pd.DataFrame | None, flows: pd.DataFrame,
+                     media: Any) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Streams whose endpoint an SDP announced take that SDP's clock for their payload type
+    (a=rtpmap, RFC 8866 6.6): clock_rate, clock_source "sdp", the encoding, the media type when the
+    payload type did not say, and the packet, frame and per-second jitter re-expressed at that clock
+    (the tap keeps them at every candidate clock of analyzer.scan.media.RATES; a clock outside
+    those keeps the tap's jitter and says so in `clock_source`). The receiving endpoint's SDP is
+    looked up first, then the sender's (offer and answer normally agree)."""
+    from analyzer.scan.media import RATES
+
+    clocks = sdp_clocks(flows)
+    units = getattr(media, "jitter_units", None)
+    if not clocks or streams.empty or units is None or len(units) != len(streams):
+        return streams, seconds
+    funits = media.frame_jitter_units
+    sunits = media.seconds_jitter_units
+    out = streams.copy()
+    for col, default in (("sdp_encoding", None),):
+        if col not in out:
+            out[col] = default
+    secs = seconds.copy() if seconds is not None else None
+    info = flows.set_index("flow_id")
+    for pos, r in enumerate(out.itertuples(index=False)):
+        if r.flow_id not in info.index or pd.isna(r.flow_id):
+            continue
+        f = info.loc[r.flow_id]
+        client, server = (str(f["client_ip"]), int(f["client_port"])), (str(f["server_ip"]), int(f["server_port"]))
+        dst, src = (server, client) if int(r.dir) == 0 else (client, server)
+        found = clocks.get(dst, {}).get(int(r.payload_type)) or clocks.get(src, {}).get(int(r.payload_type))
+        if found is None:
+            continue
+        kind, enc, clock = found
+        idx = out.index[pos]
+        out.at[idx, "sdp_encoding"] = enc
+        if out.at[idx, "media_type"] == "unknown" and kind in ("audio", "video"):
+            out.at[idx, "media_type"] = kind
+        if clock not in RATES:
+            out.at[idx, "clock_source"] = f"sdp {clock} Hz (jitter at the {int(r.clock_rate)} Hz clock)"
+            continue
+        j = RATES.index(clock)
+        out.at[idx, "clock_rate"] = clock
+        out.at[idx, "clock_source"] = "sdp"
+        out.at[idx, "jitter_clock_assumed"] = False
+        out.at[idx, "jitter_ms"] = units[pos, j] / clock * 1000.0
+        out.at[idx, "frame_jitter_ms"] = funits[pos, j] / clock * 1000.0
+        if secs is not None and sunits is not None and len(sunits) == len(secs) and "stream" in secs:
+            rows = np.flatnonzero(secs["stream"].to_numpy() == pos)
+            secs.loc[secs.index[rows], "jitter_ms"] = sunits[rows, j] / clock * 1000.0
+    return out, secs

@@ -222,6 +222,8 @@ def _stream_record(s: pd.Series) -> dict[str, Any]:
         "duplicates",
         "clock_rate",
         "jitter_clock_assumed",
+        "clock_source",
+        "sdp_encoding",
         "jitter_ms",
         "frame_jitter_ms",
         "rtcp_sender_reports",
