@@ -58,7 +58,7 @@ svg{max-width:100%;height:auto}
 padding:6px;width:440px}.stream-card .figs{font-size:12px;color:var(--mut);margin-bottom:4px}
 svg .plot{fill:#fafbfc;stroke:#e3e7eb}svg .br{fill:none;stroke:#0072B2;stroke-width:1.6}
 svg .fr{fill:none;stroke:#E69F00;stroke-width:1.4;stroke-dasharray:4 3}svg .loss{fill:#D55E00}
-svg .jit{fill:#7B3294}svg.map{width:100%}
+svg .jit{fill:#7B3294}svg .edge{stroke-dasharray:2 3;opacity:.6}svg.map{width:100%}
 dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px}
 dl.prov dt{color:var(--mut)}dl.prov dd{margin:0}footer{margin-top:30px;color:var(--mut);font-size:12.5px}
 """
@@ -258,8 +258,8 @@ def _streams_over_time(report: dict[str, Any]) -> str:
         note += (f'<p class="note">{_e(summary["streams_over_cap"])} more stream(s) were counted but not measured '
                  f"(stream cap).</p>")
     legend_svg = ('<p class="note">Solid: bitrate; dashed: frame rate; red triangle: packets lost in that second; '
-                  f"purple dot: jitter above {JITTER_MARK_MS:g} ms. Rates need a stream of at least 1 s and 10 "
-                  "packets.</p>")
+                  f"purple dot: jitter above {JITTER_MARK_MS:g} ms; dotted: a stream's first and last "
+                  "second, which it covers only in part. Rates need a stream of at least 1 s and 10 packets.</p>")
     cards = []
     for s in streams:
         rate = _num(s.get("bitrate_bps"), "{:,.0f} bit/s") if s.get("bitrate_bps") is not None else (

@@ -166,7 +166,16 @@ JITTER_MARK_MS = 30.0  # seconds whose jitter exceeds this are marked (a noticea
 
 
 def _polyline(xs: list[float], ys: list[float | None], cls: str) -> str:
-    """Polyline segments through the points that have a value (a gap breaks the line)."""
+    """Polyline segments through the points that have a value (a gap breaks the line). The first
+    and last seconds of a stream are partial, so the segments to them are drawn dotted."""
+    if len(xs) > 2:
+        edge = (f"{cls} edge")
+        return (_polyline_plain(xs[:2], ys[:2], edge) + _polyline_plain(xs[1:-1], ys[1:-1], cls)
+                + _polyline_plain(xs[-2:], ys[-2:], edge))
+    return _polyline_plain(xs, ys, f"{cls} edge")
+
+
+def _polyline_plain(xs: list[float], ys: list[float | None], cls: str) -> str:
     segs, cur = [], []
     for x, y in zip(xs, ys, strict=True):
         if y is None:
@@ -199,7 +208,7 @@ def stream_chart(stream: dict[str, Any], width: int = 420, height: int = 120) ->
             f'width="{width}" height="{height}" role="img" aria-label="{_e("Stream " + label + " over time")}">')
     if not t:
         return head + f'<text x="8" y="20" class="lg">No per-second data for {_e(label)}.</text></svg>'
-    left, right, top, bottom = 8, 8, 16, 18
+    left, right, top, bottom = 8, 8, 30, 18
     pw, ph = width - left - right, height - top - bottom
     t0, t1 = min(t), max(t)
     span = max(t1 - t0, 1)
@@ -210,7 +219,9 @@ def stream_chart(stream: dict[str, Any], width: int = 420, height: int = 120) ->
     def scaled(values: list[Any]) -> tuple[list[float | None], float]:
         nums = [to_plain(v) for v in values]
         peak = max((float(v) for v in nums if isinstance(v, int | float)), default=0.0) or 1.0
-        return [None if not isinstance(v, int | float) else top + ph - ph * float(v) / peak for v in nums], peak
+        # 15% headroom, so a steady stream's line does not sit on the frame
+        return [None if not isinstance(v, int | float) else top + ph - ph * float(v) / (1.15 * peak)
+                for v in nums], peak
 
     xs = [x_of(v) for v in t]
     br, br_peak = scaled(ser.get("bitrate_bps") or [None] * len(t))
@@ -225,7 +236,7 @@ def stream_chart(stream: dict[str, Any], width: int = 420, height: int = 120) ->
         if isinstance(j, int | float) and j > JITTER_MARK_MS:
             out.append(f'<circle class="jit" cx="{x:.1f}" cy="{top + ph + 6}" r="3">'
                        f"<title>t={_e(tt)} s: jitter {j:.1f} ms</title></circle>")
-    out.append(f'<text x="{left + 2}" y="{top - 4}" class="lg">{_e(label)}: peak {_e(_rate(br_peak))}, '
+    out.append(f'<text x="{left + 2}" y="{top - 14}" class="lg">{_e(label)}: peak {_e(_rate(br_peak))}, '
                f"{fr_peak:.0f} fps</text>")
     out.append(f'<text x="{left}" y="{height - 2}" class="lg">{_e(t0)} s</text>'
                f'<text x="{width - right}" y="{height - 2}" text-anchor="end" class="lg">{_e(t1)} s</text>')
