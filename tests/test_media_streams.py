@@ -273,3 +273,19 @@ def test_sdp_clock_rate_replaces_the_guess(tmp_path) -> None:
     assert last["jitter_ms"] == pytest.approx(v["jitter_ms"], rel=1e-9)  # the series speaks the same clock
     a = s.streams[s.streams["ssrc"] == 0xBBBB].iloc[0]
     assert a["clock_source"] == "static_pt" and a["clock_rate"] == AUDIO_CLOCK
+
+
+def test_sfu_streams_form_one_meeting(tmp_path) -> None:
+    """The demo call through a Zoom SFU (UDP 8801): every stream of the flow is one meeting; the
+    local client (0x010008: audio + video up) and the remote one (0x010004: audio down)."""
+    from analyzer.capture.demo import write_demo_capture
+
+    s = analyze(write_demo_capture(str(tmp_path / "demo.pcap")))
+    st = s.streams
+    assert set(st["meeting"]) == {"sfu 162.255.38.14:8801"}
+    up = st[st["dir"] == 0]
+    down = st[st["dir"] == 1]
+    assert set(up["participant"]) == {"zoom 0x010008"} and set(up["media_type"]) == {"audio", "video"}
+    assert set(down["participant"]) == {"zoom 0x010004"}
+    audio = st[st["media_type"] == "audio"]
+    assert (audio["clock_rate"] == 48_000).all() and (audio["frames"] == audio["packets"]).all()
