@@ -109,6 +109,20 @@ def table(capture: Path, peer: Path, work: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def without_stun(capture: Path, work: Path) -> Path | None:
+    """The capture minus its STUN (UDP 3478/3479): zoom_flows only follows P2P media that a STUN
+    exchange announced; confscope recognises Zoom's media header itself. Needs scapy."""
+    try:
+        from scapy.all import UDP, rdpcap, wrpcap
+    except ImportError:
+        return None
+    keep = [p for p in rdpcap(str(capture))
+            if not (UDP in p and ({p[UDP].sport, p[UDP].dport} & {3478, 3479}))]
+    out = work / f"{capture.stem}-without-stun.pcap"
+    wrpcap(str(out), keep)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peer-bin", required=True, type=Path, help="folder with the built zoom_flows and zoom_rtp")
@@ -122,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {cap.name}")
             t = table(cap, args.peer_bin, Path(work))
             print(t.to_string(index=False) if len(t) else "  no RTP streams in either tool")
+            if "p2p" in cap.name and (variant := without_stun(cap, Path(work))) is not None:
+                print(f"== {variant.name} (STUN removed)")
+                t = table(variant, args.peer_bin, Path(work))
+                print(t.to_string(index=False) if len(t) else "  no RTP streams in either tool")
     return 0
 
 
