@@ -34,22 +34,27 @@ def with_stream_ids(streams: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
     if out.empty:
         out["meeting"], out["participant"] = pd.Series(dtype=object), pd.Series(dtype=object)
         return out
-    info = flows.set_index("flow_id") if "flow_id" in flows else pd.DataFrame()
-    meetings, parts = [], []
-    for r in out.itertuples(index=False):
-        f = info.loc[r.flow_id] if r.flow_id in info.index else None
-        if f is None:
-            meetings.append(None)
-            parts.append(None)
-            continue
-        server = f"{f['server_ip']}:{int(f['server_port'])}"
-        client = f"{f['client_ip']}:{int(f['client_port'])}"
-        sfu = bool(r.zoom) and 8801 <= int(f["server_port"]) <= 8810
-        meetings.append(f"sfu {server}" if sfu else f"p2p {min(server, client)}-{max(server, client)}")
-        sender = client if int(getattr(r, "dir", 0)) == 0 else server
-        parts.append(f"zoom {int(r.ssrc) >> 8:#08x}" if bool(r.zoom) else f"{sender} ssrc {int(r.ssrc):#x}")
-    out["meeting"] = meetings
-    out["participant"] = parts
+    cols = ["flow_id", "client_ip", "client_port", "server_ip", "server_port"]
+    f = flows[cols].copy() if set(cols) <= set(flows.columns) else pd.DataFrame(columns=cols)
+    f["flow_id"] = pd.to_numeric(f["flow_id"], errors="coerce")
+    fid = pd.to_numeric(out["flow_id"], errors="coerce")
+    m = pd.DataFrame({"flow_id": fid.to_numpy()}).merge(f.drop_duplicates("flow_id"), on="flow_id", how="left")
+    known = m["server_ip"].notna().to_numpy()
+    sport = pd.to_numeric(m["server_port"], errors="coerce").fillna(-1).astype(np.int64).to_numpy()
+    cport = pd.to_numeric(m["client_port"], errors="coerce").fillna(-1).astype(np.int64).to_numpy()
+    server = m["server_ip"].astype(str).to_numpy(object) + ":" + sport.astype(str).astype(object)
+    client = m["client_ip"].astype(str).to_numpy(object) + ":" + cport.astype(str).astype(object)
+    zoom = out["zoom"].to_numpy(bool) if "zoom" in out else np.zeros(len(out), bool)
+    sfu = zoom & (sport >= 8801) & (sport <= 8810)
+    lo, hi = np.where(server < client, server, client), np.where(server < client, client, server)
+    meeting = np.where(sfu, "sfu " + server, "p2p " + lo + "-" + hi)
+    dirs = out["dir"].to_numpy(np.int64) if "dir" in out else np.zeros(len(out), np.int64)
+    sender = np.where(dirs == 0, client, server)
+    ssrc = out["ssrc"].to_numpy(np.int64)
+    zoom_part = np.array([f"zoom {x >> 8:#08x}" for x in ssrc.tolist()], dtype=object)
+    plain_part = sender + np.array([f" ssrc {x:#x}" for x in ssrc.tolist()], dtype=object)
+    out["meeting"] = np.where(known, meeting, None)
+    out["participant"] = np.where(known, np.where(zoom, zoom_part, plain_part), None)
     return out
 
 
@@ -70,29 +75,44 @@ def stream_seconds(streams: pd.DataFrame, seconds: pd.DataFrame | None, first_ts
     return df[cols].reset_index(drop=True)
 
 
-def stream_series(seconds: pd.DataFrame, stream_id: int, max_points: int = SERIES_MAX_POINTS) -> dict[str, Any]:
-    """One stream's series for the report: t_s and the SERIES_COLUMNS, binned to at most
-    `max_points` (counts summed and rates averaged per bin, jitter = the bin's last value)."""
-    df = seconds[seconds["stream_id"] == stream_id]
-    if df.empty:
-        return {"bin_s": 1, "t_s": [], **{c: [] for c in SERIES_COLUMNS}}
-    span = int(df["t_s"].max() - df["t_s"].min()) + 1
-    bin_s = max(1, math.ceil(span / max_points))
-    b = (df["t_s"] // bin_s) * bin_s
-    g = df.groupby(b)
-    agg = pd.DataFrame({
-        "packets": g["packets"].sum(),
-        "bitrate_bps": g["wire_bytes"].sum() * 8.0 / bin_s,
-        "frames": g["frames"].sum(),
-        "frame_rate_fps": g["frames"].sum() / float(bin_s),
-        "lost": g["lost"].sum(),
-        "jitter_ms": g["jitter_ms"].last(),
-    })
-    out: dict[str, Any] = {"bin_s": bin_s, "t_s": [int(x) for x in agg.index]}
-    for c in SERIES_COLUMNS:
-        vals = agg[c].tolist()
-        out[c] = [None if v is None or (isinstance(v, float) and not math.isfinite(v)) else
-                  (int(v) if c in ("packets", "frames", "lost") else round(float(v), 3)) for v in vals]
+def stream_series(df: pd.DataFrame, max_points: int = SERIES_MAX_POINTS) -> dict[str, Any]:
+    """One stream's series for the report from its rows of `stream_seconds` (see all_series)."""
+    out = all_series(df, max_points)
+    return next(iter(out.values())) if out else {"bin_s": 1, "t_s": [], **{c: [] for c in SERIES_COLUMNS}}
+
+
+def all_series(seconds: pd.DataFrame, max_points: int = SERIES_MAX_POINTS) -> dict[int, dict[str, Any]]:
+    """stream_id -> its series for the report: t_s and the SERIES_COLUMNS, binned to at most
+    `max_points` per stream (counts summed, rates per second of the bin, jitter = the bin's last
+    value). One grouping over all streams: a capture may hold thousands of them."""
+    if seconds is None or seconds.empty:
+        return {}
+    df = seconds[["stream_id", "t_s", "packets", "wire_bytes", "frames", "lost", "jitter_ms"]]
+    sid = df["stream_id"].to_numpy(np.int64)
+    t = df["t_s"].to_numpy(np.int64)
+    lo = pd.Series(t).groupby(sid).min()
+    hi = pd.Series(t).groupby(sid).max()
+    bin_by_stream = np.maximum(1, np.ceil((hi - lo + 1) / max_points)).astype(np.int64)
+    bin_s = bin_by_stream.reindex(sid).to_numpy(np.int64)
+    work = df.assign(bin=(t // bin_s) * bin_s, bin_s=bin_s)
+    g = work.groupby(["stream_id", "bin"], sort=True)
+    agg = g.agg(packets=("packets", "sum"), wire_bytes=("wire_bytes", "sum"), frames=("frames", "sum"),
+                lost=("lost", "sum"), jitter_ms=("jitter_ms", "last"), bin_s=("bin_s", "first")).reset_index()
+    width = agg["bin_s"].to_numpy(np.float64)
+    cols = {
+        "t_s": agg["bin"].astype(np.int64).tolist(),
+        "packets": agg["packets"].astype(np.int64).tolist(),
+        "bitrate_bps": np.round(agg["wire_bytes"].to_numpy(np.float64) * 8.0 / width, 3).tolist(),
+        "frames": agg["frames"].astype(np.int64).tolist(),
+        "frame_rate_fps": np.round(agg["frames"].to_numpy(np.float64) / width, 3).tolist(),
+        "lost": agg["lost"].astype(np.int64).tolist(),
+        "jitter_ms": [None if not math.isfinite(v) else round(v, 3) for v in agg["jitter_ms"].astype(float)],
+    }
+    ids = agg["stream_id"].to_numpy(np.int64)
+    bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
+    out: dict[int, dict[str, Any]] = {}
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        out[int(ids[a])] = {"bin_s": int(width[a]), **{k: v[a:b] for k, v in cols.items()}}
     return out
 
 

@@ -151,18 +151,22 @@ def _listed(df: pd.DataFrame) -> pd.DataFrame:
 def media_table(
     flows: pd.DataFrame, streams: pd.DataFrame, seconds: pd.DataFrame | None = None
 ) -> list[dict[str, Any]]:
-    from analyzer.session.streams import stream_series
+    from analyzer.session.streams import all_series
 
     med = flows[[_has_role(r, "media") for r in flows["roles"]]] if len(flows) else flows
     by_flow: dict[int, list[dict[str, Any]]] = {}
     totals: dict[int, int] = {}
+    # One pass over the time series, not one scan of it per stream (there may be thousands).
+    series = all_series(seconds) if seconds is not None else {}
     if not streams.empty and "flow_id" in streams:
+        keep = [k for k in STREAM_FIELDS if k in streams.columns]
         for fid, df in streams.groupby("flow_id"):
             totals[int(fid)] = len(df)
-            by_flow[int(fid)] = [_stream_record(s) for _, s in _listed(df).iterrows()]
+            listed = _listed(df)[keep].to_dict("records")
+            by_flow[int(fid)] = [{k: to_plain(v) for k, v in rec.items()} for rec in listed]
             if seconds is not None and not seconds.empty:
                 for rec in by_flow[int(fid)]:
-                    rec["series"] = stream_series(seconds, rec["stream_id"])
+                    rec["series"] = series.get(rec["stream_id"]) or {"bin_s": 1, "t_s": []}
     return [
         {
             "flow_id": int(r["flow_id"]),
@@ -186,55 +190,54 @@ def media_table(
     ]
 
 
-def _stream_record(s: pd.Series) -> dict[str, Any]:
-    keep = (
-        "stream_id",
-        "verdict",
-        "verdict_reason",
-        "ssrc",
-        "media_type",
-        "dir",
-        "meeting",
-        "participant",
-        "payload_type",
-        "payload_types",
-        "packets",
-        "bytes",
-        "wire_bytes",
-        "udp_bytes",
-        "payload_bytes",
-        "duration_s",
-        "bitrate_bps",
-        "payload_bitrate_bps",
-        "rate_note",
-        "frames",
-        "frames_marked",
-        "frame_rate_fps",
-        "frame_bytes_mean",
-        "frame_bytes_std",
-        "frame_bytes_min",
-        "frame_bytes_max",
-        "packets_per_frame",
-        "lost",
-        "expected",
-        "loss_fraction",
-        "reordered",
-        "duplicates",
-        "clock_rate",
-        "jitter_clock_assumed",
-        "clock_source",
-        "sdp_encoding",
-        "jitter_ms",
-        "frame_jitter_ms",
-        "rtcp_sender_reports",
-        "rtcp_rtt_samples",
-        "rtcp_rtt_ms",
-        "ecb_blocks",
-        "ecb_repeats",
-        "ecb_like",
-        "unencrypted_like",
-    )
-    return {k: to_plain(s[k]) for k in keep if k in s.index}
+# The fields of each stream record of the report's media table (docs/media.md).
+STREAM_FIELDS = (
+    "stream_id",
+    "verdict",
+    "verdict_reason",
+    "ssrc",
+    "media_type",
+    "dir",
+    "meeting",
+    "participant",
+    "payload_type",
+    "payload_types",
+    "packets",
+    "bytes",
+    "wire_bytes",
+    "udp_bytes",
+    "payload_bytes",
+    "duration_s",
+    "bitrate_bps",
+    "payload_bitrate_bps",
+    "rate_note",
+    "frames",
+    "frames_marked",
+    "frame_rate_fps",
+    "frame_bytes_mean",
+    "frame_bytes_std",
+    "frame_bytes_min",
+    "frame_bytes_max",
+    "packets_per_frame",
+    "lost",
+    "expected",
+    "loss_fraction",
+    "reordered",
+    "duplicates",
+    "clock_rate",
+    "jitter_clock_assumed",
+    "clock_source",
+    "sdp_encoding",
+    "jitter_ms",
+    "frame_jitter_ms",
+    "rtcp_sender_reports",
+    "rtcp_rtt_samples",
+    "rtcp_rtt_ms",
+    "ecb_blocks",
+    "ecb_repeats",
+    "ecb_like",
+    "unencrypted_like",
+)
 
 
 def meetings_table(flows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -290,4 +293,3 @@ def _opt(v: Any) -> Any:
 def _opt_int(v: Any) -> int | None:
     v = _opt(v)
     return None if v is None else int(v)
-
