@@ -225,6 +225,10 @@ def test_stream_cap_keeps_memory_bounded(tmp_path) -> None:
     assert r.media.streams_over_cap == 100_000 - 20_000
     assert r.media.packets_over_cap == 80_000
     assert any("beyond the first 20000" in n for n in r.media.notes)
+    # The report says so too.
+    rep = analyze(path).report["media_streams"]
+    assert (rep["streams_over_cap"], rep["packets_over_cap"]) == (80_000, 80_000)
+    assert any("counted but not measured" in n for n in rep["notes"])
     tap = MediaTap(max_streams=500)
     assert tap._max_streams == 500  # the cap is a parameter
 
@@ -289,3 +293,25 @@ def test_sfu_streams_form_one_meeting(tmp_path) -> None:
     assert set(down["participant"]) == {"zoom 0x010004"}
     audio = st[st["media_type"] == "audio"]
     assert (audio["clock_rate"] == 48_000).all() and (audio["frames"] == audio["packets"]).all()
+
+
+def test_html_draws_the_largest_streams_only(tmp_path) -> None:
+    from analyzer.report.svgcharts import MAX_STREAM_CHARTS
+
+    eth = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
+    frames = []
+    n = MAX_STREAM_CHARTS + 5
+    for k in range(4):
+        for i in range(n):
+            rtp = _rtp(96, k, k * 3000, 0x20000 + i, True, b"\x00" * 40)
+            udp = struct.pack("!HHHH", 41000 + i, 42000, 8 + len(rtp), 0) + rtp
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes([10, 0, 0, 1]),
+                             bytes([10, 0, 0, 2]))
+            frames.append((T0 + k * 20_000_000 + i * 1000, eth + ip + udp))
+    path = tmp_path / "many.pcap"
+    path.write_bytes(pcap_bytes(frames, nanosecond=True))
+    s = analyze(path)
+    assert len(s.streams) == n
+    html = s.to_html()
+    assert html.count('class="chart stream-chart"') == MAX_STREAM_CHARTS
+    assert f"The {MAX_STREAM_CHARTS} largest of {n} streams are drawn" in html

@@ -246,17 +246,17 @@ def _streams_over_time(report: dict[str, Any]) -> str:
     """One small chart and one line of figures per media stream (the largest first)."""
     streams = [s for m in report.get("media") or [] for s in m.get("streams") or [] if isinstance(s, dict)]
     head = '<section id="streams"><h2>Media streams over time</h2>'
-    if not streams:
-        return f'{head}<p>No RTP media streams measured.</p></section>'
-    streams.sort(key=lambda s: -(to_plain(s.get("packets")) or 0))
-    note = ""
-    if len(streams) > MAX_STREAM_CHARTS:
-        note = f'<p class="note">The {MAX_STREAM_CHARTS} largest of {len(streams)} streams are drawn.</p>'
-        streams = streams[:MAX_STREAM_CHARTS]
     summary = report.get("media_streams") or {}
+    note = ""
     if summary.get("streams_over_cap"):
         note += (f'<p class="note">{_e(summary["streams_over_cap"])} more stream(s) were counted but not measured '
                  f"(stream cap).</p>")
+    if not streams:
+        return f'{head}<p>No RTP media streams measured.</p>{note}</section>'
+    streams.sort(key=lambda s: -(to_plain(s.get("packets")) or 0))
+    if len(streams) > MAX_STREAM_CHARTS:
+        note += f'<p class="note">The {MAX_STREAM_CHARTS} largest of {len(streams)} streams are drawn.</p>'
+        streams = streams[:MAX_STREAM_CHARTS]
     legend_svg = ('<p class="note">Solid: bitrate; dashed: frame rate; red triangle: packets lost in that second; '
                   f"purple dot: jitter above {JITTER_MARK_MS:g} ms; dotted: a stream's first and last "
                   "second, which it covers only in part. Rates need a stream of at least 1 s and 10 packets.</p>")

@@ -152,9 +152,9 @@ def _streams(report: dict[str, Any]) -> list[str]:
                 _num(s.get("frame_rate_fps")), rate, _num(s.get("lost")), _num(s.get("jitter_ms")),
                 _num(s.get("frame_jitter_ms")), _num(s.get("clock_rate")), _num(s.get("rtcp_rtt_ms")),
             ))
-    if not rows:
-        return []
     notes = (report.get("media_streams") or {}).get("notes") or []
+    if not rows:
+        return [*[f"- {md_escape(n)}" for n in notes], ""] if notes else []
     head = ("flow", "media", "ssrc", "participant", "packets", "frames", "fps", "bit/s", "lost", "jitter ms",
             "frame jitter ms", "clock Hz", "RTCP RTT ms")
     return [*_table(head, rows, (0, 4, 5, 6, 8, 9, 10, 11, 12)), *[f"- {md_escape(n)}" for n in notes],
