@@ -17,8 +17,9 @@ Definitions (docs/media.md has the long form):
   at its last packet's arrival. Late packets join the open frame instead of starting one.
 * clock rate: static PTs from RFC 3551; Zoom audio 48 kHz, Zoom video/screen share/FEC 90 kHz
   (protocols.md 1.3; 70,080 ticks in 1.454 s on zoom_p2p.pcapng); a dynamic PT elsewhere: the
-  timestamp rate observed, snapped to 8/16/48/90 kHz (`jitter_clock_assumed` says so). No SDP
-  clock is read yet.
+  timestamp rate observed, snapped to 8/16/48/90 kHz (`jitter_clock_assumed` says so). The
+  session replaces it with an SDP a=rtpmap clock where the capture has one
+  (analyzer/session/streams.apply_sdp_clocks), from the jitter kept at every candidate clock.
 * rates (bitrate, frame rate) only when the stream spans >= 1 s and >= 10 packets.
 
 Layouts and the ECB procedure: ../shared/research/protocols.md sections 1.3, 2.4 and 5.
