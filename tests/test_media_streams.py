@@ -226,9 +226,13 @@ def test_stream_cap_keeps_memory_bounded(tmp_path) -> None:
     assert r.media.packets_over_cap == 80_000
     assert any("beyond the first 20000" in n for n in r.media.notes)
     # The report says so too.
-    rep = analyze(path).report["media_streams"]
+    report = analyze(path).report
+    rep = report["media_streams"]
     assert (rep["streams_over_cap"], rep["packets_over_cap"]) == (80_000, 80_000)
     assert any("counted but not measured" in n for n in rep["notes"])
+    # ... and per flow: the flow's stream total includes the ones beyond the cap.
+    (flow,) = report["media"]
+    assert flow["streams_over_cap"] == 80_000 and flow["streams_total"] >= 80_000
     tap = MediaTap(max_streams=500)
     assert tap._max_streams == 500  # the cap is a parameter
 

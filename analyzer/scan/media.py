@@ -120,6 +120,7 @@ class MediaResult:
     # One row per (stream, second): see MediaTap.seconds. Empty when the tap kept no streams.
     seconds: pd.DataFrame | None = None
     streams_over_cap: int = 0  # streams seen beyond MediaTap's max_streams (counted, not measured)
+    over_cap_by_flow: dict[int, int] = field(default_factory=dict)  # flow_id (or key) -> such streams
     packets_over_cap: int = 0
 
 
@@ -155,6 +156,7 @@ class MediaTap:
         self._max_streams = max(int(max_streams), 0)
         self._over_keys = np.zeros(0, np.uint64)
         self._over_streams = 0
+        self._over_by_flow: dict[int, int] = {}
         self._over_packets = 0
         self._max_second_rows = max_second_rows
         self._second_rows = 0
@@ -185,13 +187,18 @@ class MediaTap:
         room = self._max_streams - self._n
         if new.size > room:
             # Beyond the cap: not measured, only counted (distinct keys up to OVERFLOW_KEYS_MAX).
-            over = skeys[new[max(room, 0):]]
+            rest = new[max(room, 0):]
+            over, over_flow = skeys[rest], first["flow_key"][rest]
             if self._over_keys.size < OVERFLOW_KEYS_MAX:
-                fresh = np.setdiff1d(over, self._over_keys)
-                self._over_streams += int(fresh.size)
-                self._over_keys = np.union1d(self._over_keys, fresh)[:OVERFLOW_KEYS_MAX]
+                fresh = ~np.isin(over, self._over_keys)
+                self._over_keys = np.union1d(self._over_keys, over[fresh])[:OVERFLOW_KEYS_MAX]
             else:
-                self._over_streams += int(over.size)  # a lower bound on repeats, an upper on streams
+                fresh = np.ones(over.size, bool)  # a lower bound on repeats, an upper on streams
+            self._over_streams += int(fresh.sum())
+            # Per flow too, so a flow's stream total in the report includes the unmeasured ones.
+            flows, counts = np.unique(over_flow[fresh].astype(np.uint64), return_counts=True)
+            for fk, c in zip(flows.tolist(), counts.tolist(), strict=True):
+                self._over_by_flow[fk] = self._over_by_flow.get(fk, 0) + c
             new = new[: max(room, 0)]
         if new.size:
             k = new.size
@@ -731,9 +738,22 @@ class MediaTap:
         return MediaResult(streams=df, media_packets=self.media_packets, dropped_streams=int(n - sids.size),
                            ecb_sample_truncated=self._ecb_truncated, notes=notes, seconds=seconds,
                            streams_over_cap=self._over_streams, packets_over_cap=self._over_packets,
+                           over_cap_by_flow=self._over_cap_flows(flow_ids_by_key),
                            jitter_units=np.where((s["jn"][sids] > 0)[:, None], self._jit[:n][sids], np.nan),
                            frame_jitter_units=np.where((s["fj_n"][sids] > 0)[:, None], self._fjit[:n][sids], np.nan),
                            seconds_jitter_units=sec_units)
+
+    def _over_cap_flows(self, flow_ids_by_key: Mapping[int, int] | pd.Series | None) -> dict[int, int]:
+        """Over-cap stream counts per flow_id (per flow key when no mapping is given)."""
+        if not self._over_by_flow:
+            return {}
+        keys = pd.Series(list(self._over_by_flow), dtype=np.uint64)
+        ids = _map_keys(keys, flow_ids_by_key) if flow_ids_by_key is not None else keys
+        out: dict[int, int] = {}
+        for fid, n in zip(ids.tolist(), self._over_by_flow.values(), strict=True):
+            if fid is not pd.NA and fid is not None:
+                out[int(fid)] = out.get(int(fid), 0) + int(n)
+        return out
 
     def _sample_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self._samples:

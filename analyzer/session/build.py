@@ -157,7 +157,7 @@ def build_session(
         "countries": countries_table(flows),
         "local": local_table(flows),
         "key_exchange": key_exchange_table(flows),
-        "media": media_table(flows, streams, seconds),
+        "media": media_table(flows, streams, seconds, getattr(scan.media, "over_cap_by_flow", None)),
         "media_streams": media_summary(scan.media, streams),
         "meetings": meetings_table(flows),
         "flows": flow_records(flows),

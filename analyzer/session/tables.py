@@ -149,8 +149,12 @@ def _listed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def media_table(
-    flows: pd.DataFrame, streams: pd.DataFrame, seconds: pd.DataFrame | None = None
+    flows: pd.DataFrame, streams: pd.DataFrame, seconds: pd.DataFrame | None = None,
+    over_cap: dict[int, int] | None = None,
 ) -> list[dict[str, Any]]:
+    """One record per media flow with its streams (at most MAX_LISTED_STREAMS listed). The
+    `streams_total` of a flow counts every stream seen on it, also those beyond the media tap's
+    stream cap (`over_cap`: flow_id -> streams counted but not measured)."""
     from analyzer.session.streams import all_series
 
     med = flows[[_has_role(r, "media") for r in flows["roles"]]] if len(flows) else flows
@@ -184,7 +188,8 @@ def media_table(
             else 0,
             "streams": by_flow.get(int(r["flow_id"]), []),
             # beyond the contract: how many streams the flow had (the list stops at MAX_LISTED_STREAMS)
-            "streams_total": totals.get(int(r["flow_id"]), 0),
+            "streams_total": totals.get(int(r["flow_id"]), 0) + (over_cap or {}).get(int(r["flow_id"]), 0),
+            "streams_over_cap": (over_cap or {}).get(int(r["flow_id"]), 0),
         }
         for _, r in med.iterrows()
     ]
