@@ -74,12 +74,6 @@ def scan_workers(
     n = workers if workers is not None else (idle_workers() if st.st_size >= parallel_min_bytes else 1)
     return min(n, 2) if media else n  # a session's scan has two tasks (module docstring)
 
-    @property
-    def stream_seconds(self) -> pd.DataFrame:
-        """The media tap's (stream, second) rows; `stream` is the row of `streams`."""
-        seconds = self.media.seconds if self.media is not None else None
-        return seconds if seconds is not None else pd.DataFrame()
-
 
 def idle_workers() -> int:
     """Cores this process may use that are not busy: cores - 1-minute load average, rounded."""
