@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analyzer.scan.media import SRTP_TAG_BYTES, VERDICT_MIN_PACKETS, media_verdict
+from analyzer.scan.media import SRTP_TAG_BYTES
 from analyzer.scan.scanner import scan_capture
-from analyzer.session.tables import judge_streams
+from analyzer.session.media_verdicts import VERDICT_MIN_PACKETS, media_verdict
+from analyzer.session.media_verdicts import judge_streams
 
 S = pytest.importorskip("scapy.all")
 

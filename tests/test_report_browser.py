@@ -384,3 +384,28 @@ def test_real_report_reads_at_two_widths(tmp_path: Path, browser: _DevTools, wid
         assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 30_000
         with contextlib.suppress(OSError):
             shutil.copyfile(tmp_path / name, f"/tmp/confscope-{name}")
+
+
+def test_stream_charts_render_in_browser(tmp_path: Path, browser: _DevTools) -> None:
+    """The per-stream charts of a real Zoom P2P call: one SVG per stream with a bitrate and a
+    frame-rate line, drawn offline (no request but the page)."""
+    from analyzer.api import analyze
+    from tests.conftest import real_capture
+
+    session = analyze(real_capture("zoom_p2p.pcapng"))
+    page = session.write(tmp_path / "zoom", ["html"])["html"]
+    _load(browser, page)
+    assert _problems(browser) == []
+    assert _requests(browser) == [page.as_uri()]
+    info = json.loads(browser.evaluate(
+        "JSON.stringify({charts: document.querySelectorAll('#streams svg.stream-chart').length,"
+        "br: document.querySelectorAll('#streams svg.stream-chart polyline.br').length,"
+        "fr: document.querySelectorAll('#streams svg.stream-chart polyline.fr').length,"
+        "width: Math.min(...Array.from(document.querySelectorAll('#streams svg.stream-chart'))"
+        ".map(s => s.getBoundingClientRect().width)),"
+        "ids: Array.from(document.querySelectorAll('#streams svg.stream-chart')).map(s => s.dataset.streamId)})"
+    ))
+    assert info["charts"] == len(session.streams) == 5
+    assert info["br"] == 5 and info["fr"] == 5 and info["width"] > 300
+    assert sorted(info["ids"]) == sorted(str(i) for i in session.streams["stream_id"])
+    _screenshot(browser, tmp_path / "streams.png")

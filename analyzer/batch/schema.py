@@ -30,6 +30,9 @@ def _types() -> dict[str, pa.DataType]:
     import pyarrow as pa
 
     addr = pa.struct([("ip", pa.string()), ("port", pa.int32())])
+    # SDP a=rtpmap per m= endpoint (the flow fact sdp_rtpmap: ip, port, media, pt, encoding, clock)
+    rtpmap = pa.struct([("ip", pa.string()), ("port", pa.int32()), ("media", pa.string()), ("pt", pa.int32()),
+                        ("encoding", pa.string()), ("clock", pa.int64())])
     return {
         "str": pa.string(),
         "bool": pa.bool_(),
@@ -41,6 +44,7 @@ def _types() -> dict[str, pa.DataType]:
         "list<str>": pa.list_(pa.string()),
         "list<i64>": pa.list_(pa.int64()),
         "list<addr>": pa.list_(addr),
+        "list<rtpmap>": pa.list_(rtpmap),
         # bytes per role: keys vary per flow, values are byte counts.
         "map<str,i64>": pa.map_(pa.string(), pa.int64()),
         # the session's timezone-aware first_time/last_time beside the epoch columns
@@ -49,7 +53,8 @@ def _types() -> dict[str, pa.DataType]:
 
 
 TYPE_NAMES = (
-    "str", "bool", "i8", "i32", "i64", "u64", "f64", "list<str>", "list<i64>", "list<addr>", "map<str,i64>", "ts",
+    "str", "bool", "i8", "i32", "i64", "u64", "f64", "list<str>", "list<i64>", "list<addr>", "list<rtpmap>",
+    "map<str,i64>", "ts",
 )
 
 
@@ -105,7 +110,8 @@ FLOW_BASE = (
 FLOW_FACTS = (
     ("flow_key", "u64"), ("a_is_client", "bool"), ("app", "str"), ("app_confidence", "f64"),
     ("app_evidence", "list<str>"), ("protocol", "str"), ("hostname", "str"), ("roles", "list<str>"),
-    ("bytes_by_role", "map<str,i64>"), ("protocols", "list<str>"), ("sni", "str"), ("alpn", "list<str>"),
+    ("bytes_by_role", "map<str,i64>"), ("other_by_kind", "map<str,i64>"), ("protocols", "list<str>"),
+    ("sni", "str"), ("alpn", "list<str>"),
     ("tls_version", "str"), ("cert_subject", "str"), ("cert_issuer", "str"), ("cert_sans", "list<str>"),
     ("quic_version", "str"), ("http_host", "str"), ("stun_software", "str"), ("stun_realm", "str"),
     ("stun_usernames", "list<str>"), ("stun_attr_types", "list<i64>"), ("stun_msg_types", "list<i64>"),
@@ -117,7 +123,8 @@ FLOW_FACTS = (
     ("rtcp_packets", "i64"), ("rtp_entropy", "f64"), ("srtcp_kind", "str"), ("srtp", "bool"),
     ("zoom_generation", "str"), ("zoom_setup_version", "i64"), ("zoom_media_kinds", "list<str>"),
     ("zoom_p2p_hello", "str"), ("sip_call_id", "str"), ("sip_user_agent", "str"), ("sip_methods", "list<str>"),
-    ("sdp_key_exchange", "list<str>"), ("sdp_media", "list<addr>"), ("zrtp", "bool"), ("zrtp_client", "str"),
+    ("sdp_key_exchange", "list<str>"), ("sdp_media", "list<addr>"), ("sdp_rtpmap", "list<rtpmap>"),
+    ("zrtp", "bool"), ("zrtp_client", "str"),
     ("whatsapp_prologue", "str"), ("discord_ip_discovery", "str"), ("discord_keepalive", "bool"),
     ("dns_queries", "list<str>"), ("errors", "list<str>"),
 )
@@ -134,6 +141,14 @@ STREAM_COLUMNS = (
     ("payload_type", "i64"), ("packets", "i64"), ("bytes", "i64"), ("duration_s", "f64"), ("bitrate_bps", "f64"),
     ("lost", "i64"), ("expected", "i64"), ("reordered", "i64"), ("jitter_ms", "f64"), ("ecb_blocks", "i64"),
     ("ecb_repeats", "i64"), ("ecb_like", "bool"), ("unencrypted_like", "bool"),
+    # Frames, rates, clocks, RTCP and grouping (docs/media.md).
+    ("stream_id", "i64"), ("meeting", "str"), ("participant", "str"), ("payload_types", "list<i64>"),
+    ("wire_bytes", "i64"), ("udp_bytes", "i64"), ("payload_bytes", "i64"), ("payload_bitrate_bps", "f64"),
+    ("rate_note", "str"), ("frames", "i64"), ("frames_marked", "i64"), ("frame_rate_fps", "f64"),
+    ("frame_bytes_mean", "f64"), ("frame_bytes_std", "f64"), ("frame_bytes_min", "i64"), ("frame_bytes_max", "i64"),
+    ("packets_per_frame", "f64"), ("loss_fraction", "f64"), ("duplicates", "i64"), ("clock_rate", "i64"),
+    ("jitter_clock_assumed", "bool"), ("clock_source", "str"), ("sdp_encoding", "str"), ("frame_jitter_ms", "f64"),
+    ("rtcp_sender_reports", "i64"), ("rtcp_rtt_samples", "i64"), ("rtcp_rtt_ms", "f64"),
 )
 _STREAM_FLOW = (
     ("flow_id", "i64"), ("app", "str"), ("protocol", "str"), ("server_ip", "str"), ("server_port", "i32"),

@@ -20,11 +20,17 @@ KIND_ROLE: dict[str, str] = {
     "rtp": "media",
     "rtcp": "media",
     "zoom_media": "media",
-    "zoom_probe": "media",  # bandwidth probes on the media path
+    # Filler on the media path that carries no audio or video (issue 13): Zoom's bandwidth
+    # probes (inner type 0x15, payload of 0x01 bytes) and keep-alives (0x0a), and RTP packets
+    # that are all padding. Their bytes are not media; `other_by_kind` says what they were.
+    "zoom_probe": "other",
+    "zoom_keepalive": "other",
+    "rtp_padding": "other",
     "zoom_control": "media",  # in-band control of the media channel, like RTCP
     "zrtp": "key_exchange",
     "dns": "dns",
 }
+FILLER_KINDS = ("zoom_probe", "zoom_keepalive", "rtp_padding")
 # Kinds whose role is the flow's channel role.
 CHANNEL_KINDS = ("none", "other", "tcp", "tls_handshake", "tls_appdata", "quic_long", "quic_short", "sip")
 
@@ -93,3 +99,9 @@ def roles_of(split: dict[str, int], chan: str, transport: str, channel: str | No
     if not roles:
         roles.add(chan)
     return [r for r in ROLES if r in roles]
+
+
+def other_by_kind(kind_bytes: dict[str, int]) -> dict[str, int]:
+    """The protocol detail of a flow's `other` bytes that have a per-packet kind (probes,
+    keep-alives, padding-only RTP): kind -> bytes, only the kinds present."""
+    return {k: int(kind_bytes[k]) for k in FILLER_KINDS if kind_bytes.get(k, 0) > 0}

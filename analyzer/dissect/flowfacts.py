@@ -84,6 +84,7 @@ FACT_COLUMNS: tuple[str, ...] = (
     "sip_methods",
     "sdp_key_exchange",
     "sdp_media",
+    "sdp_rtpmap",  # (ip, port, media, pt, encoding, clock) per a=rtpmap of each m= section
     "zrtp",
     "zrtp_client",
     "whatsapp_prologue",
@@ -662,6 +663,8 @@ def _sip_facts(msg, f: _Facts) -> None:
         ip = m.connection or default_ip
         if ip and m.port:
             f.add("sdp_media", (ip, int(m.port)))
+            for pt, enc, clock in m.rtpmap:
+                f.add("sdp_rtpmap", (ip, int(m.port), m.media, pt, enc, clock))
 
 
 def _dns_facts(msgs: list, ts_ns: int, f: _Facts, dns_rows: list, fid: int) -> None:

@@ -41,6 +41,10 @@ KIND_NAMES: tuple[str, ...] = (
     "quic_short",
     "dns",
     "sip",
+    # Media-path filler that carries no audio or video (role `other`, issue 13). Appended so the
+    # codes above keep their values.
+    "zoom_keepalive",
+    "rtp_padding",
 )
 KIND_CODES: dict[str, int] = {name: i for i, name in enumerate(KIND_NAMES)}
 (
@@ -63,6 +67,8 @@ KIND_CODES: dict[str, int] = {name: i for i, name in enumerate(KIND_NAMES)}
     QUIC_SHORT,
     DNS,
     SIP,
+    ZOOM_KEEPALIVE,
+    RTP_PADDING,
 ) = range(len(KIND_NAMES))
 
 PROTO_TCP = 6
@@ -99,7 +105,7 @@ DTLS_VERSIONS = (0xFEFF, 0xFEFD, 0xFEFC, 0x0100)
 QUIC_V1, QUIC_V2 = 0x00000001, 0x6B3343CF
 
 # Zoom inner (media header) types, protocols.md 1.3.
-_Z_AUDIO, _Z_VIDEO, _Z_SCREEN, _Z_P2P_SCREEN, _Z_PROBE = 0x0F, 0x10, 0x0D, 0x1E, 0x15
+_Z_AUDIO, _Z_VIDEO, _Z_SCREEN, _Z_P2P_SCREEN, _Z_PROBE, _Z_KEEPALIVE = 0x0F, 0x10, 0x0D, 0x1E, 0x15, 0x0A
 _Z_KNOWN = (0x0F, 0x10, 0x0D, 0x1E, 0x21, 0x22, 0x23, 0x15, 0x0A, 0x1F, 0x01, 0x0C, 0x20)
 _Z_SETUP_MIN = {0x01: 39, 0x02: 27, 0x03: 13, 0x04: 13}
 
@@ -231,8 +237,19 @@ def _zoom_media_ok(b: _Bytes, plen: np.ndarray, inner: int) -> np.ndarray:
     return rtp | rtcp
 
 
-def _zoom_sfu(b: _Bytes, plen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(media, probe, control) masks for a payload on a Zoom SFU flow (protocols.md 1.1-1.2)."""
+def _rtp_padding_only(b: _Bytes, plen: np.ndarray) -> np.ndarray:
+    # RFC 3550 5.1: P set and the last byte (the padding count) covers everything after the
+    # header, so the packet carries no payload (WebRTC's bandwidth-probe padding, RFC 4588 RTX).
+    b0 = b.at(0)
+    hl = 12 + 4 * (np.maximum(b0, 0) & 0x0F)
+    has_x = (np.maximum(b0, 0) & 0x10) != 0
+    hl = np.where(has_x, hl + 4 + 4 * np.maximum(b.u16(hl + 2), 0), hl)
+    pad = b.at(plen - 1)
+    return (b0 >= 0) & ((np.maximum(b0, 0) & 0x20) != 0) & (pad > 0) & (hl + pad == plen)
+
+
+def _zoom_sfu(b: _Bytes, plen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(media, probe, keep-alive, control) masks for a payload on a Zoom SFU flow (protocols.md 1.1-1.2)."""
     b0 = b.at(0)
     setup = np.zeros(b0.shape, dtype=bool)
     for t, min_len in _Z_SETUP_MIN.items():
@@ -245,8 +262,9 @@ def _zoom_sfu(b: _Bytes, plen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     known_b = gen_b & member(t_b, _Z_KNOWN)
     t_rest = np.where(known_b, t_b, np.where(member(t_a, _Z_KNOWN), t_a, -1))
     probe = data & ~media & (t_rest == _Z_PROBE)
-    control = setup | (data & ~media & ~probe)
-    return media, probe, control
+    keepalive = data & ~media & (t_rest == _Z_KEEPALIVE)
+    control = setup | (data & ~media & ~probe & ~keepalive)
+    return media, probe, keepalive, control
 
 
 def _zoom_p2p(b: _Bytes, plen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -407,12 +425,13 @@ def _udp_kinds(b: _Bytes, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
     zoom_port = ((sport >= ZOOM_PORT_LO) & (sport <= ZOOM_PORT_HI)) | (
         (dport >= ZOOM_PORT_LO) & (dport <= ZOOM_PORT_HI)
     )
-    zs_media, zs_probe, zs_control = _on(zoom_port & (b0 >= 0x01) & (b0 <= 0x05), b, _zoom_sfu)
+    zs_media, zs_probe, zs_keepalive, zs_control = _on(zoom_port & (b0 >= 0x01) & (b0 <= 0x05), b, _zoom_sfu)
     zp_cand = member(b0, (0x0F, 0x10, 0x0D, 0x1E, 0x21, 0x22, 0x23, 0x15, 0x1F))
     zp_media, zp_probe, zp_control = _on(zp_cand, b, _zoom_p2p)
     v2 = (b0 >= 128) & (b0 <= 191)  # RFC 7983: RTP/RTCP range
     rtcp = _on(v2, b, lambda x, n: _rtcp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
     rtp = _on(v2, b, lambda x, n: _rtp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
+    rtp_pad = rtp & _on(rtp, b, _rtp_padding_only)
     # RFC 9000 17.2: long header (form + fixed bit), DCID length <= 20; on port 443 or a known version.
     version = b.u32(1)
     known = (version == QUIC_V1) | (version == QUIC_V2) | ((version >> 8) == 0xFF0000)
@@ -429,11 +448,13 @@ def _udp_kinds(b: _Bytes, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
         (zrtp, ZRTP),
         (zs_media, ZOOM_MEDIA),
         (zs_probe, ZOOM_PROBE),
+        (zs_keepalive, ZOOM_KEEPALIVE),
         (zs_control, ZOOM_CONTROL),
         (zp_media, ZOOM_MEDIA),
         (zp_probe, ZOOM_PROBE),
         (zp_control, ZOOM_CONTROL),
         (rtcp, RTCP),
+        (rtp_pad, RTP_PADDING),
         (rtp, RTP),
         (sip, SIP),
         (quic_long, QUIC_LONG),

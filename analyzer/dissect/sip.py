@@ -76,6 +76,7 @@ _MIKEY_TYPES = {
 # Anything after "inline:" up to a separator is key material (RFC 4568 key-params).
 _INLINE_RE = re.compile(rb"(inline:)[^\s|;]*", re.IGNORECASE)
 _SUITE_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_RTPMAP_RE = re.compile(r"(\d{1,3})\s+([^/\s]{1,64})/(\d{1,8})")
 _MIKEY_RE = re.compile(rb"(a=key-mgmt:\s*mikey\s+)\S+", re.IGNORECASE)
 
 
@@ -114,6 +115,8 @@ class SdpMedia:
     key_mgmt: tuple[KeyMgmt, ...]
     zrtp_hash: bool
     rtcp_mux: bool
+    # a=rtpmap:<pt> <encoding>/<clock rate>[/<channels>] (RFC 8866 6.6): the RTP clock per PT
+    rtpmap: tuple[tuple[int, str, int], ...] = ()
 
     @property
     def payload_types(self) -> tuple[int, ...]:
@@ -246,6 +249,7 @@ class _Block:
         self.key_mgmt: list[KeyMgmt] = []
         self.zrtp_hash = False
         self.rtcp_mux = False
+        self.rtpmap: list[tuple[int, str, int]] = []
 
     def attribute(self, attr: str) -> None:
         name, _, value = attr.partition(":")
@@ -267,6 +271,10 @@ class _Block:
             self.zrtp_hash = True
         elif name == "rtcp-mux":
             self.rtcp_mux = True
+        elif name == "rtpmap" and len(self.rtpmap) < 64:
+            m = _RTPMAP_RE.match(value)
+            if m and int(m.group(1)) < 128 and 0 < int(m.group(3)) <= 10_000_000:
+                self.rtpmap.append((int(m.group(1)), m.group(2)[:32], int(m.group(3))))
 
 
 def parse_sdp(body: bytes | str) -> Sdp:
@@ -320,6 +328,7 @@ def parse_sdp(body: bytes | str) -> Sdp:
                 key_mgmt=tuple(blk.key_mgmt),
                 zrtp_hash=blk.zrtp_hash,
                 rtcp_mux=blk.rtcp_mux,
+                rtpmap=tuple(blk.rtpmap),
             )
             for m, port, proto, fmts, blk in media
         ),

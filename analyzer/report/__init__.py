@@ -109,9 +109,16 @@ def write_reports(
     flows: pd.DataFrame | None,
     out_dir: str | Path,
     formats: Iterable[str] = FORMATS,
+    *,
+    streams: pd.DataFrame | None = None,
+    stream_seconds: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write the chosen formats into out_dir (created if needed); returns format -> path written.
     Report files of other formats left by an earlier run into the same folder are removed.
+
+    With parquet, the media streams and their per-second time series (when given) are written
+    beside flows.parquet as streams.parquet and stream_seconds.parquet (keys `streams_parquet`,
+    `stream_seconds_parquet`).
 
     Raises ValueError for an unknown format name.
     """
@@ -150,4 +157,8 @@ def write_reports(
             written[fmt] = write_csv(flows, path)
         elif fmt == "parquet":
             written[fmt] = write_parquet(flows, path)
+            if streams is not None:
+                written["streams_parquet"] = write_parquet(streams, out / "streams.parquet")
+            if stream_seconds is not None:
+                written["stream_seconds_parquet"] = write_parquet(stream_seconds, out / "stream_seconds.parquet")
     return written

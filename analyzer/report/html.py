@@ -20,7 +20,13 @@ from analyzer.common.words import capture_time, human_duration
 from analyzer.report import common
 from analyzer.report.jsonout import order_report
 from analyzer.report.sanitize import human_bytes, json_for_script, strip_terminal, text, to_plain
-from analyzer.report.svgcharts import country_role_bars, flow_timeline
+from analyzer.report.svgcharts import (
+    JITTER_MARK_MS,
+    MAX_STREAM_CHARTS,
+    country_role_bars,
+    flow_timeline,
+    stream_chart,
+)
 from analyzer.report.worldmap import map_legend, world_map
 
 MAX_TABLE_ROWS = 5000
@@ -54,6 +60,11 @@ svg .grid{stroke:#e3e7eb}.map .sea{fill:#eef5fb}.map .grat{stroke:#dbe6f0;stroke
 .map .land,.map .link,.map .grat{vector-effect:non-scaling-stroke}
 .land{fill:#dcdcdc;stroke:#fff;stroke-width:.5}.land.used{fill:#b9d3ea}.land.kx{fill:#f4b183;stroke:#D55E00;stroke-width:1.2}
 svg{max-width:100%;height:auto}svg.map{width:100%}
+.stream-grid{display:flex;flex-wrap:wrap;gap:10px}.stream-card{border:1px solid var(--bd);border-radius:6px;
+padding:6px;width:440px}.stream-card .figs{font-size:12px;color:var(--mut);margin-bottom:4px}
+svg .plot{fill:#fafbfc;stroke:#e3e7eb}svg .br{fill:none;stroke:#0072B2;stroke-width:1.6}
+svg .fr{fill:none;stroke:#E69F00;stroke-width:1.4;stroke-dasharray:4 3}svg .loss{fill:#D55E00}
+svg .jit{fill:#7B3294}svg .edge{stroke-dasharray:2 3;opacity:.6}svg.map{width:100%}
 dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px}
 dl.prov dt{color:var(--mut)}dl.prov dd{margin:0}footer{margin-top:30px;color:var(--mut);font-size:12.5px}
 """
@@ -292,6 +303,44 @@ def _endpoint(ip: Any, port: Any) -> str:
     return f"<span class=ip>{_e(ip)}</span><wbr><span class=ip>:{_e(port)}</span>"
 
 
+def _num(v: Any, fmt: str = "{:.1f}") -> str:
+    v = to_plain(v)
+    return fmt.format(v) if isinstance(v, int | float) and v == v else "–"
+
+
+def _streams_over_time(report: dict[str, Any]) -> str:
+    """One small chart and one line of figures per media stream (the largest first)."""
+    streams = [s for m in report.get("media") or [] for s in m.get("streams") or [] if isinstance(s, dict)]
+    head = '<section id="streams"><h2>Media streams over time</h2>'
+    summary = report.get("media_streams") or {}
+    note = ""
+    if summary.get("streams_over_cap"):
+        note += (f'<p class="note">{_e(summary["streams_over_cap"])} more stream(s) were counted but not measured '
+                 f"(stream cap).</p>")
+    if not streams:
+        return f'{head}<p>No RTP media streams measured.</p>{note}</section>'
+    streams.sort(key=lambda s: -(to_plain(s.get("packets")) or 0))
+    if len(streams) > MAX_STREAM_CHARTS:
+        note += f'<p class="note">The {MAX_STREAM_CHARTS} largest of {len(streams)} streams are drawn.</p>'
+        streams = streams[:MAX_STREAM_CHARTS]
+    legend_svg = ('<p class="note">Solid: bitrate; dashed: frame rate; red triangle: packets lost in that second; '
+                  f"purple dot: jitter above {JITTER_MARK_MS:g} ms; dotted: a stream's first and last "
+                  "second, which it covers only in part. Rates need a stream of at least 1 s and 10 packets.</p>")
+    cards = []
+    for s in streams:
+        rate = _num(s.get("bitrate_bps"), "{:,.0f} bit/s") if s.get("bitrate_bps") is not None else (
+            f"rate: {_e(s.get('rate_note'))}")
+        figures = (f"{_e(s.get('media_type'))} ssrc <code>{_e(s.get('ssrc'))}</code> · {_e(s.get('participant'))} · "
+                   f"{_num(s.get('packets'), '{:,}')} pkts · {_num(s.get('frames'), '{:,}')} frames · "
+                   f"{_num(s.get('frame_rate_fps'))} fps · {rate} · jitter {_num(s.get('jitter_ms'))} ms "
+                   f"(frames {_num(s.get('frame_jitter_ms'))} ms, clock {_num(s.get('clock_rate'), '{:,}')} Hz) · "
+                   f"lost {_num(s.get('lost'), '{:,}')}")
+        if to_plain(s.get("rtcp_rtt_samples")):
+            figures += f" · RTCP round trip {_num(s.get('rtcp_rtt_ms'))} ms"
+        cards.append(f'<div class="stream-card"><div class="figs">{figures}</div>{stream_chart(s)}</div>')
+    return f'{head}{legend_svg}{note}<div class="stream-grid">{"".join(cards)}</div></section>'
+
+
 def _flow_table(flows: pd.DataFrame) -> str:
     """Flows in 11 columns that fit a 1,400 px window: the server's hostname under its address,
     app and protocol together, ASN with the org, both directions' bytes in one column (the split
@@ -428,6 +477,7 @@ def to_html(report: dict[str, Any], flows: pd.DataFrame | None = None) -> str:
         _endpoints(report),
         _key_exchange(report),
         _media(report),
+        _streams_over_time(report),
         '<section id="timeline-section"><h2>Flow timeline</h2>',
         flow_timeline(flows, segments=(report.get("capture") or {}).get("time_segments")),
         "</section>",

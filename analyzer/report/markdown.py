@@ -174,6 +174,29 @@ def _key_exchange(report: dict[str, Any]) -> list[str]:
                   (0,))
 
 
+def _streams(report: dict[str, Any]) -> list[str]:
+    """One row per media stream: frames, rates, loss, jitter (docs/media.md)."""
+    rows = []
+    for m in report.get("media") or []:
+        for s in m.get("streams") or []:
+            if not isinstance(s, dict):
+                continue
+            rate = _num(s.get("bitrate_bps")) if s.get("bitrate_bps") is not None else md_escape(s.get("rate_note"))
+            rows.append((
+                _ident(m.get("flow_id")), md_escape(s.get("media_type")), md_escape(s.get("ssrc")),
+                md_escape(s.get("participant")), _num(s.get("packets")), _num(s.get("frames")),
+                _num(s.get("frame_rate_fps")), rate, _num(s.get("lost")), _num(s.get("jitter_ms")),
+                _num(s.get("frame_jitter_ms")), _num(s.get("clock_rate")), _num(s.get("rtcp_rtt_ms")),
+            ))
+    notes = (report.get("media_streams") or {}).get("notes") or []
+    if not rows:
+        return [*[f"- {md_escape(n)}" for n in notes], ""] if notes else []
+    head = ("flow", "media", "ssrc", "participant", "packets", "frames", "fps", "bit/s", "lost", "jitter ms",
+            "frame jitter ms", "clock Hz", "RTCP RTT ms")
+    return [*_table(head, rows, (0, 4, 5, 6, 8, 9, 10, 11, 12)), *[f"- {md_escape(n)}" for n in notes],
+            *([""] if notes else [])]
+
+
 def _media(report: dict[str, Any]) -> list[str]:
     items = report.get("media") or []
     if not items:
@@ -276,6 +299,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += ["## Server locations (evidence and confidence)", "", *_endpoints(report)]
     lines += ["## Key-exchange endpoints", "", *_key_exchange(report)]
     lines += ["## Media flows", "", *_media(report)]
+    streams = _streams(report)
+    if streams:
+        lines += ["## Media streams", "", *streams]
     lines += ["## Policy violations", "", *_violations(report)]
     lines += ["## Flows", "", *_flows(report)]
     lines += _warnings(report)

@@ -217,3 +217,86 @@ def flow_timeline(
         )
     out.append("</svg>")
     return note + "".join(out)
+
+
+MAX_STREAM_CHARTS = 40
+JITTER_MARK_MS = 30.0  # seconds whose jitter exceeds this are marked (a noticeable delay variation)
+
+
+def _polyline(xs: list[float], ys: list[float | None], cls: str) -> str:
+    """Polyline segments through the points that have a value (a gap breaks the line). The first
+    and last seconds of a stream are partial, so the segments to them are drawn dotted."""
+    if len(xs) > 2:
+        edge = (f"{cls} edge")
+        return (_polyline_plain(xs[:2], ys[:2], edge) + _polyline_plain(xs[1:-1], ys[1:-1], cls)
+                + _polyline_plain(xs[-2:], ys[-2:], edge))
+    return _polyline_plain(xs, ys, f"{cls} edge")
+
+
+def _polyline_plain(xs: list[float], ys: list[float | None], cls: str) -> str:
+    segs, cur = [], []
+    for x, y in zip(xs, ys, strict=True):
+        if y is None:
+            if cur:
+                segs.append(cur)
+            cur = []
+            continue
+        cur.append(f"{x:.1f},{y:.1f}")
+    if cur:
+        segs.append(cur)
+    return "".join(f'<polyline class="{cls}" points="{" ".join(s)}"/>' for s in segs)
+
+
+def _rate(v: float) -> str:
+    for unit, div in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if v >= div:
+            return f"{v / div:.1f} {unit}"
+    return f"{v:.0f} bit/s"
+
+
+def stream_chart(stream: dict[str, Any], width: int = 420, height: int = 120) -> str:
+    """A small chart of one stream's per-second series (the report's `series`): bitrate (solid)
+    and frame rate (dashed) over time, seconds with loss marked by red triangles at the top and
+    seconds with jitter above JITTER_MARK_MS by purple dots at the bottom."""
+    ser = stream.get("series") or {}
+    t = [to_plain(x) for x in ser.get("t_s") or []]
+    sid = _e(stream.get("stream_id"))
+    label = f"{text(stream.get('media_type'))} ssrc {text(stream.get('ssrc'))}"
+    head = (f'<svg class="chart stream-chart" data-stream-id="{sid}" viewBox="0 0 {width} {height}" '
+            f'width="{width}" height="{height}" role="img" aria-label="{_e("Stream " + label + " over time")}">')
+    if not t:
+        return head + f'<text x="8" y="20" class="lg">No per-second data for {_e(label)}.</text></svg>'
+    left, right, top, bottom = 8, 8, 30, 18
+    pw, ph = width - left - right, height - top - bottom
+    t0, t1 = min(t), max(t)
+    span = max(t1 - t0, 1)
+
+    def x_of(v: float) -> float:
+        return left + pw * (v - t0) / span if t1 > t0 else left + pw / 2
+
+    def scaled(values: list[Any]) -> tuple[list[float | None], float]:
+        nums = [to_plain(v) for v in values]
+        peak = max((float(v) for v in nums if isinstance(v, int | float)), default=0.0) or 1.0
+        # 15% headroom, so a steady stream's line does not sit on the frame
+        return [None if not isinstance(v, int | float) else top + ph - ph * float(v) / (1.15 * peak)
+                for v in nums], peak
+
+    xs = [x_of(v) for v in t]
+    br, br_peak = scaled(ser.get("bitrate_bps") or [None] * len(t))
+    fr, fr_peak = scaled(ser.get("frame_rate_fps") or [None] * len(t))
+    out = [head, f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="plot"/>',
+           _polyline(xs, br, "br"), _polyline(xs, fr, "fr")]
+    for x, lost, tt in zip(xs, ser.get("lost") or [], t, strict=False):
+        if isinstance(lost, int) and lost > 0:
+            out.append(f'<polygon class="loss" points="{x - 4:.1f},{top - 8} {x + 4:.1f},{top - 8} {x:.1f},{top}">'
+                       f"<title>t={_e(tt)} s: {_e(lost)} packet(s) lost</title></polygon>")
+    for x, j, tt in zip(xs, ser.get("jitter_ms") or [], t, strict=False):
+        if isinstance(j, int | float) and j > JITTER_MARK_MS:
+            out.append(f'<circle class="jit" cx="{x:.1f}" cy="{top + ph + 6}" r="3">'
+                       f"<title>t={_e(tt)} s: jitter {j:.1f} ms</title></circle>")
+    out.append(f'<text x="{left + 2}" y="{top - 14}" class="lg">{_e(label)}: peak {_e(_rate(br_peak))}, '
+               f"{fr_peak:.0f} fps</text>")
+    out.append(f'<text x="{left}" y="{height - 2}" class="lg">{_e(t0)} s</text>'
+               f'<text x="{width - right}" y="{height - 2}" text-anchor="end" class="lg">{_e(t1)} s</text>')
+    out.append("</svg>")
+    return "".join(out)

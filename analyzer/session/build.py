@@ -24,16 +24,17 @@ from analyzer.session.findings import (
     policy_findings,
     sort_findings,
 )
+from analyzer.session.media_verdicts import judge_streams
 from analyzer.session.model import Session
 from analyzer.session.options import SESSION_OPTIONS, SessionOptions, check_options, prepare_options
 from analyzer.session.policy import Policy, violations
+from analyzer.session.streams import apply_sdp_clocks, media_summary, stream_seconds, with_stream_ids
 from analyzer.session.tables import (
     FLOW_REPORT_COLUMNS,
     apps_table,
     attributions,
     countries_table,
     flow_records,
-    judge_streams,
     key_exchange_table,
     local_table,
     media_table,
@@ -137,8 +138,10 @@ def build_session(
     vantage = flow_vantage(flows, resolver, stated_vantage)
     flows, endpoints, rtt_conflicts = locate_endpoints(flows, resolver, vantage)
     flows = rtt_plausibility(flows, vantage)
-    streams = judge_streams(scan.streams)
+    raw_streams, raw_seconds = apply_sdp_clocks(scan.streams, scan.stream_seconds, flows, scan.media)
+    streams = with_stream_ids(judge_streams(raw_streams), flows)
     capture = scan.info.as_dict()
+    seconds = stream_seconds(streams, raw_seconds, capture.get("first_ts"))
     capture["sha256"] = sha256
     capture["name"] = Path(source_name(source)).name
     viol = violations(flows, pol)
@@ -164,14 +167,15 @@ def build_session(
         "countries": countries_table(flows),
         "local": local_table(flows),
         "key_exchange": key_exchange_table(flows),
-        "media": media_table(flows, streams),
+        "media": media_table(flows, streams, seconds, getattr(scan.media, "over_cap_by_flow", None)),
+        "media_streams": media_summary(scan.media, streams),
         "meetings": meetings_table(flows),
         "flows": flow_records(flows),
         "policy": {**(pol.describe() if pol else {"source": None, "allowed_countries": None}), "violations": viol},
         "findings": sort_findings(findings),
         "attributions": attributions(resolver),
     }
-    return Session(report=report, flows=flows, streams=streams)
+    return Session(report=report, flows=flows, streams=streams, stream_seconds=seconds)
 
 
 def _empty_classified(flows: pd.DataFrame) -> pd.DataFrame:
@@ -180,4 +184,5 @@ def _empty_classified(flows: pd.DataFrame) -> pd.DataFrame:
         out[col] = pd.Series(dtype=object)
     out["roles"] = pd.Series(dtype=object)
     out["bytes_by_role"] = pd.Series(dtype=object)
+    out["other_by_kind"] = pd.Series(dtype=object)
     return out

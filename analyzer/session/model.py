@@ -51,6 +51,9 @@ class Session:
     report: dict[str, Any]
     flows: pd.DataFrame
     streams: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # One row per (media stream, second): packets, bytes, bitrate, frames, frame rate, loss and
+    # jitter (analyzer/session/streams.py); `stream_id` joins it to `streams`.
+    stream_seconds: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def __post_init__(self) -> None:
         self.flows = with_datetimes(one_text_dtype(self.flows))

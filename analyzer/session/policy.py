@@ -188,8 +188,10 @@ def violations(flows: pd.DataFrame, policy: Policy | None) -> list[dict[str, Any
     out: list[dict[str, Any]] = []
     conf = flows["server_country_confidence"] if "server_country_confidence" in flows else [None] * len(flows)
     implausible = flows["geo_implausible"] if "geo_implausible" in flows else [False] * len(flows)
-    cols = flows[["flow_id", "roles", "remote_country", "remote_scope", "remote_ip", "app"]]
-    for row, loc_conf, ruled_out in zip(cols.itertuples(index=False), conf, implausible, strict=True):
+    has_split = "bytes_by_role" in flows
+    cols = ["flow_id", "roles", "remote_country", "remote_scope", "remote_ip", "app"]
+    rows = flows[[*cols, "bytes_by_role"] if has_split else cols].itertuples(index=False)
+    for row, loc_conf, ruled_out in zip(rows, conf, implausible, strict=True):
         if row.remote_scope != "public" or not row.remote_country:
             continue
         for role in row.roles:
@@ -210,6 +212,9 @@ def violations(flows: pd.DataFrame, policy: Policy | None) -> list[dict[str, Any
                     # on is contested or ruled out by RTT (the endpoint's evidence says why).
                     "confidence": "low" if unknown else ("needs-verification" if contested else "high"),
                     "location_confidence": loc_conf or ("unknown" if unknown else None),
+                    # The flow's bytes in this role (probes and padding are `other`, not media).
+                    "bytes": int((row.bytes_by_role or {}).get(role, 0))
+                    if has_split and isinstance(row.bytes_by_role, dict) else None,
                 }
             )
     return out
