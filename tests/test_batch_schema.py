@@ -61,6 +61,23 @@ def test_declared_flow_columns_cover_the_session(mixed_batch: Path) -> None:
         assert set(flows.columns) <= declared, set(flows.columns) - declared
 
 
+def test_endpoints_table_keeps_every_location_with_its_evidence(mixed_batch: Path) -> None:
+    # One row per remote public address of each report, its evidence as typed structs, and the
+    # declared columns cover what the report's endpoints[] rows hold.
+    ep = read_table(mixed_batch, "endpoints")
+    declared = set(table("endpoints").names)
+    for name in ("demo", "teams"):
+        report = json.loads((mixed_batch / name / "report.json").read_text())
+        rows = ep[ep["capture"] == name]
+        assert sorted(rows["ip"]) == sorted(e["ip"] for e in report["endpoints"]) and len(rows) > 0
+        assert {k for e in report["endpoints"] for k in e} <= declared
+        first = report["endpoints"][0]
+        got = rows[rows["ip"] == first["ip"]].iloc[0]
+        assert got["confidence"] == first["confidence"] and got["country"] == first["country"]
+        assert [dict(x) for x in got["evidence"]] == first["evidence"]
+    assert set(ep["confidence"]) <= {"confirmed", "likely", "contested", "unknown"}
+
+
 def test_readers_see_one_table(mixed_batch: Path) -> None:
     report = json.loads((mixed_batch / "demo" / "report.json").read_text())
     want = {f["flow_id"]: f["bytes_c2s"] + f["bytes_s2c"] for f in report["flows"]}

@@ -10,8 +10,7 @@ import pytest
 
 from analyzer.scan.media import SRTP_TAG_BYTES
 from analyzer.scan.scanner import scan_capture
-from analyzer.session.media_verdicts import VERDICT_MIN_PACKETS, media_verdict
-from analyzer.session.media_verdicts import judge_streams
+from analyzer.session.media_verdicts import VERDICT_MIN_PACKETS, judge_streams, media_verdict
 
 S = pytest.importorskip("scapy.all")
 

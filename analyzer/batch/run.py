@@ -39,7 +39,7 @@ MANIFEST_SCHEMA = "confscope.batch-manifest/1"
 FLOWS_DATASET = "flows"
 # Recorded per capture in the manifest: a capture written before the tables had one fixed schema
 # is redone when resuming (its partitions would not match the others).
-TABLES_VERSION = 1
+TABLES_VERSION = 2  # 2: the endpoints table
 # A lone capture above this is split across the workers (`run_batch(split_min_bytes=)`,
 # `confscope batch --split-min-mb`). A session's media tap is one sequential pass
 # (analyzer/scan/scanner.py) and a split session has no media streams, so the default only splits

@@ -33,6 +33,8 @@ def _types() -> dict[str, pa.DataType]:
     # SDP a=rtpmap per m= endpoint (the flow fact sdp_rtpmap: ip, port, media, pt, encoding, clock)
     rtpmap = pa.struct([("ip", pa.string()), ("port", pa.int32()), ("media", pa.string()), ("pt", pa.int32()),
                         ("encoding", pa.string()), ("clock", pa.int64())])
+    # one piece of location evidence of an endpoint (report endpoints[].evidence)
+    evidence = pa.struct([("source", pa.string()), ("country", pa.string()), ("detail", pa.string())])
     return {
         "str": pa.string(),
         "bool": pa.bool_(),
@@ -45,6 +47,7 @@ def _types() -> dict[str, pa.DataType]:
         "list<i64>": pa.list_(pa.int64()),
         "list<addr>": pa.list_(addr),
         "list<rtpmap>": pa.list_(rtpmap),
+        "list<evidence>": pa.list_(evidence),
         # bytes per role: keys vary per flow, values are byte counts.
         "map<str,i64>": pa.map_(pa.string(), pa.int64()),
         # the session's timezone-aware first_time/last_time beside the epoch columns
@@ -54,7 +57,7 @@ def _types() -> dict[str, pa.DataType]:
 
 TYPE_NAMES = (
     "str", "bool", "i8", "i32", "i64", "u64", "f64", "list<str>", "list<i64>", "list<addr>", "list<rtpmap>",
-    "map<str,i64>", "ts",
+    "list<evidence>", "map<str,i64>", "ts",
 )
 
 
@@ -195,6 +198,13 @@ TABLES: dict[str, Callable[[], Table]] = {
          ("bytes", "i64"), ("first_ts", "f64"), ("location_confidence", "str"), ("key_exchange_status", "str"),
          ("key_exchange_evidence", "str")),
         _list_rows("key_exchange"), "one row per flow where keys were exchanged"),
+    "endpoints": lambda: Table(
+        "endpoints",
+        (("ip", "str"), ("country", "str"), ("confidence", "str"), ("evidence", "list<evidence>"),
+         ("registered_country", "str"), ("asn", "i64"), ("org", "str"), ("hostnames", "list<str>"),
+         ("min_rtt_ms", "f64"), ("anycast", "bool"), ("competing", "list<str>"), ("contradictions", "list<str>"),
+         ("apps", "list<str>"), ("flows", "i64"), ("bytes", "i64")),
+        _list_rows("endpoints"), "one row per remote public address: its location, confidence and evidence"),
     "findings": lambda: Table(
         "findings",
         (("code", "str"), ("severity", "str"), ("title", "str"), ("detail", "str"), ("flow_ids", "list<i64>"),

@@ -11,6 +11,9 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from analyzer.common.words import plural
+from analyzer.report.sanitize import one_line
+
 EPILOG = (
     "inputs: captures, folders of captures, or batch folders written by `confscope batch`. "
     "manifest: CSV (header: capture,app,vantage,date,label,...) or TOML ([[captures]] tables); labels left "
@@ -58,14 +61,14 @@ def run_campaign_cli(args: argparse.Namespace) -> int:
     )
     failed = result.meta.get("captures_failed") or []
     for f in failed:
-        print(f"confscope: {_one_line(f['capture'])}: {_one_line(f['error'])}", file=sys.stderr)
+        print(f"confscope: error: {one_line(f['capture'])}: {one_line(f['error'])}", file=sys.stderr)
     for f in result.failures.itertuples(index=False):
-        print(f"confscope: {_one_line(f.session)}: {_one_line(f.error)}", file=sys.stderr)
+        print(f"confscope: error: {one_line(f.session)}: {one_line(f.error)}", file=sys.stderr)
     unmatched = result.meta.get("manifest_unmatched") or []
     if unmatched:
-        print(f"confscope: {len(unmatched)} manifest row(s) matched no session, e.g. {_one_line(unmatched[0])}",
-              file=sys.stderr)
-    print(_one_line(
+        rows = plural(len(unmatched), "manifest row")
+        print(f"confscope: warning: {rows} matched no session, e.g. {one_line(unmatched[0])}", file=sys.stderr)
+    print(one_line(
         f"confscope campaign: {len(result.sessions)} sessions, {len(failed)} captures failed, "
         f"{len(result.failures)} unreadable reports, {len(result.inconsistent)} inconsistent app/vantage/role "
         f"groups, {len(result.diff)} changes; report: {result.output / 'campaign.html'}"
@@ -74,7 +77,3 @@ def run_campaign_cli(args: argparse.Namespace) -> int:
         return 2
     return 1 if failed or len(result.failures) else 0
 
-
-def _one_line(text: object) -> str:
-    s = str(text).replace("\n", " ")
-    return "".join(ch if ch.isprintable() else "?" for ch in s)[:500]
