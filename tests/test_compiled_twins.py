@@ -214,7 +214,7 @@ def test_payload_kinds_bad_offsets_read_nothing() -> None:
     buf = np.frombuffer(b"\x16\x03\x01" * 10, np.uint8)
     args = (buf, np.array([-3, 25, 0]), np.array([5, 10, 3]), np.full(3, 6, np.uint8), np.full(3, 1), np.full(3, 2))
     assert K.payload_kinds(*args).tolist() == K.payload_kinds_numpy(*args).tolist() == [
-        K.NONE, K.NONE, K.TLS_HANDSHAKE,
+        K.NONE, K.NONE, K.KIND_CODES["tls_handshake"],
     ]  # fmt: skip
 
 

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analyzer.dissect import dns as dns_mod
 from analyzer.dissect import kinds as K
+from analyzer.dissect import sip as sip_mod
 from analyzer.dissect.dtls import parse_dtls
 from analyzer.dissect.rtp import parse_rtcp, parse_rtp
 from analyzer.dissect.stun import parse_channel_data, parse_stun, split_stun_tcp
@@ -59,9 +61,9 @@ def scalar_kind(payload: bytes, proto: int, sport: int, dport: int) -> str:
     ports = {sport, dport}
     if not payload:
         return "none"
-    sip = payload.startswith(K.SIP_PREFIXES) or bool(ports & set(K.SIP_PORTS))
+    sip = payload.startswith(sip_mod.PREFIXES) or bool(ports & set(sip_mod.PORTS))
     if proto == 17:
-        if ports & set(K.DNS_PORTS):
+        if ports & set(dns_mod.UDP_PORTS):
             return "dns"
         if parse_stun(payload):
             return "stun"

@@ -13,6 +13,9 @@ from typing import Literal
 
 import numpy as np
 
+from analyzer.dissect.columns import Bytes, on
+from analyzer.dissect.spec import Dissector, FlowContext, Hook, Kind, PacketHook, Rule
+
 RTCP_TYPES = {
     200: "SR",
     201: "RR",
@@ -280,3 +283,121 @@ def accumulate_streams(
             stats = out[hdr.ssrc] = StreamStats(hdr.ssrc, rates.get(hdr.payload_type, default_rate))
         stats.add(hdr, len(data), arrival_ns)
     return out
+
+
+# --- Registration: kinds, rules and facts (analyzer/dissect/registry.py) ---------------------
+
+SRTP_ENTROPY_BITS = 7.0  # bits/byte over the pooled RTP payloads; codecs in clear stay lower
+
+
+def rtp_ok(b: Bytes, plen: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """An RTP header at payload offset `rel` (column rule; also used inside Zoom's media header)."""
+    # RFC 3550 5.1: V=2; 12 + 4*CC bytes, plus 4 + 4*len when X is set, must fit. RFC 5761 4: a
+    # second byte of 192-223 is RTCP, not RTP.
+    b0, b1 = b.at(rel), b.at(rel + 1)
+    ok = (b0 >> 6 == 2) & (b1 >= 0) & ~((b1 >= 192) & (b1 <= 223)) & (rel + 12 <= plen)
+    hl = 12 + 4 * (np.maximum(b0, 0) & 0x0F)
+    has_x = (np.maximum(b0, 0) & 0x10) != 0
+    ext_words = b.u16(rel + hl + 2)
+    ok &= ~has_x | (ext_words >= 0)
+    hl = np.where(has_x, hl + 4 + 4 * np.maximum(ext_words, 0), hl)
+    return ok & (rel + hl <= plen)
+
+
+def rtcp_ok(b: Bytes, plen: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """An RTCP header at payload offset `rel` (column rule)."""
+    # RFC 3550 6.4: V=2, packet type 192-223 (RFC 5761 range), 4*(length+1) bytes must fit.
+    b0, b1, words = b.at(rel), b.at(rel + 1), b.u16(rel + 2)
+    return (b0 >> 6 == 2) & (b1 >= 192) & (b1 <= 223) & (words >= 0) & (rel + 4 * (words + 1) <= plen)
+
+
+def _rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    b0 = b.at(0)
+    v2 = (b0 >= 128) & (b0 <= 191)  # RFC 7983: RTP/RTCP range
+    rtcp = on(v2, b, lambda x, n: rtcp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
+    rtp = on(v2, b, lambda x, n: rtp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
+    return rtcp, rtp
+
+
+@dataclass
+class _Pooled:
+    rtp: list[tuple[bytes, int]] = field(default_factory=list)
+    rtcp: dict[int, list[bytes]] = field(default_factory=lambda: {0: [], 1: []})
+
+
+def pooled(ctx: FlowContext) -> _Pooled:
+    """The flow's RTP and RTCP datagrams kept for the pooled statistics (Zoom adds its RTCP)."""
+    return ctx.state("rtp", _Pooled)
+
+
+def _packet(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
+    if not (128 <= p[0] <= 191 and len(p) >= 8):
+        return False
+    if is_rtcp_second_byte(p[1]):
+        if parse_rtcp(p):
+            pooled(ctx).rtcp[d].append(p)
+            return True
+    elif parse_rtp(p) is not None:
+        pooled(ctx).rtp.append((p, d))
+        return True
+    return False
+
+
+def _finish(ctx: FlowContext) -> None:
+    pool = ctx.scratch.get("rtp")
+    if pool is None or not (pool.rtp or any(pool.rtcp.values())):
+        return
+    f = ctx.facts
+    payloads: list[bytes] = []
+    for p, _d in pool.rtp:
+        h = parse_rtp(p)
+        if h is None:
+            continue
+        f.add("rtp_ssrcs", h.ssrc)
+        f.add("rtp_payload_types", h.payload_type)
+        payloads.append(p[h.payload_offset :])
+    f["rtp_packets"] = f.get("rtp_packets", 0) + len(payloads)
+    f["rtcp_packets"] = sum(len(v) for v in pool.rtcp.values())
+    kinds = [srtcp_trailer_kind(v) for v in pool.rtcp.values() if len(v) >= 2]
+    kind = next((k for k in kinds if k not in (None, "none")), next((k for k in kinds if k), None))
+    f.first("srtcp_kind", kind)
+    if payloads:
+        f["rtp_entropy"] = round(payload_entropy(b"".join(payloads)), 3)
+    # RTP needs a few self-consistent packets before it counts (nDPI asks for 3 too).
+    if len(payloads) >= 2 or f["rtcp_packets"] >= 2 or (payloads and f["rtcp_packets"]):
+        f.proto("rtp")
+    if "rtp" in f.get("protocols", []):
+        f["srtp"] = _is_srtp(f)
+        if f["srtp"]:
+            f.proto("srtp")
+
+
+def _is_srtp(f: dict) -> bool:
+    if f.get("dtls_handshake") or f.get("srtcp_kind") in ("aead", "hmac80"):
+        return True
+    # Entropy alone is weak: compressed video in clear (H.263, PT 34 in rtp.pcapng) reaches 7.9
+    # bits/byte. Count it only with dynamic payload types (96-127), which WebRTC-era stacks use;
+    # legacy SIP phones with static types (PCMA 8) rarely encrypt.
+    ent = f.get("rtp_entropy")
+    pts = f.get("rtp_payload_types") or []
+    dynamic = bool(pts) and all(96 <= pt <= 127 for pt in pts)
+    return ent is not None and ent >= SRTP_ENTROPY_BITS and dynamic
+
+
+DISSECTOR = Dissector(
+    name="rtp",
+    kinds=(Kind("rtp", 9, role="media", label="rtp"), Kind("rtcp", 10, role="media", label="rtp")),
+    rules=(Rule("rtp", "udp", 90, ("rtcp", "rtp"), _rule),),
+    facts=(
+        "rtp_ssrcs",
+        "rtp_payload_types",
+        "rtp_packets",
+        "rtcp_packets",
+        "rtp_entropy",
+        "srtcp_kind",
+        "srtp",  # True when the RTP looks encrypted (DTLS on the flow, SRTCP trailer, entropy)
+    ),
+    labels=(("srtp", 20), ("rtp", 30)),
+    udp_packet=(PacketHook(90, _packet),),
+    udp_finish=(Hook(30, _finish),),
+)

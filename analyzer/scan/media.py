@@ -21,15 +21,10 @@ import pandas as pd
 
 from analyzer.common.compiled import load
 from analyzer.common.hashing import mix_columns
-from analyzer.dissect.kinds import (
-    RTP,
-    ZOOM_MEDIA,
-    ZOOM_PORT_HI,
-    ZOOM_PORT_LO,
-    _Bytes,
-    _zoom_media_ok,
-    c_packet_columns,
-)
+from analyzer.dissect.columns import Bytes, port_in
+from analyzer.dissect.kinds import RTP, ZOOM_MEDIA, c_packet_columns
+from analyzer.dissect.zoom import ZOOM_UDP_PORTS
+from analyzer.dissect.zoom import media_ok as zoom_media_ok
 from analyzer.scan.groups import factorize
 
 MEDIA_TYPES: tuple[str, ...] = ("unknown", "audio", "video", "screenshare", "fec")
@@ -106,13 +101,11 @@ def locate_rtp(
     rel[kinds == RTP] = 0
     z = np.flatnonzero(kinds == ZOOM_MEDIA)
     if z.size:
-        b = _Bytes(buf, off[z], plen[z])
+        b = Bytes(buf, off[z], plen[z])
         zp = plen[z]
-        sp, dp = sport[z], dport[z]
-        port = ((sp >= ZOOM_PORT_LO) & (sp <= ZOOM_PORT_HI)) | ((dp >= ZOOM_PORT_LO) & (dp <= ZOOM_PORT_HI))
-        sfu = (b.at(0) == 0x05) & port
-        gen_b = sfu & (zp > 8) & np.isin(b.at(7), (0x00, 0x04)) & _zoom_media_ok(b, zp, 8)
-        gen_a = sfu & ~gen_b & _zoom_media_ok(b, zp, 1)
+        sfu = (b.at(0) == 0x05) & port_in(sport[z], dport[z], ZOOM_UDP_PORTS)
+        gen_b = sfu & (zp > 8) & np.isin(b.at(7), (0x00, 0x04)) & zoom_media_ok(b, zp, 8)
+        gen_a = sfu & ~gen_b & zoom_media_ok(b, zp, 1)
         inner = np.where(gen_b, 8, np.where(gen_a, 1, 0)).astype(np.int64)
         t = b.at(inner)
         b20 = b.at(inner + 20)
@@ -147,7 +140,7 @@ def rtp_header_fields_numpy(
 ) -> tuple[np.ndarray, ...]:
     """rtp_header_fields with numpy only: the reference for the compiled loop in _kinds.c."""
     rel, zmedia, zoom = locate_rtp(buf, off, plen, kinds, sport.astype(np.int64), dport.astype(np.int64))
-    b = _Bytes(buf, off, plen)
+    b = Bytes(buf, off, plen)
     relc = np.maximum(rel, 0)
     b0, b1 = b.at(relc), b.at(relc + 1)
     cc, has_x = np.maximum(b0, 0) & 0x0F, (np.maximum(b0, 0) & 0x10) != 0
