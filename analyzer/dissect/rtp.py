@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -180,109 +180,6 @@ def payload_entropy(data: bytes) -> float:
     counts = np.bincount(arr, minlength=256)
     p = counts[counts > 0] / arr.size
     return float(-(p * np.log2(p)).sum())
-
-
-_SEQ_MOD = 1 << 16
-_MAX_DROPOUT = 3000  # RFC 3550 A.1: a jump larger than this is not an in-order packet
-
-
-@dataclass
-class StreamStats:
-    """Per-SSRC counters updated packet by packet (RFC 3550 appendix A.1 and A.8).
-
-    `clock_rate` is the RTP timestamp rate in Hz (8000 for G.711, 48000 Opus, 90000 video).
-    """
-
-    ssrc: int
-    clock_rate: int = 90000
-    packets: int = 0
-    bytes: int = 0
-    payload_types: set[int] = field(default_factory=set)
-    base_seq: int = -1
-    max_seq: int = -1
-    cycles: int = 0
-    reordered: int = 0
-    duplicates: int = 0
-    jitter: float = 0.0  # in timestamp units, as in RTCP reports
-    _last_arrival: float | None = None
-    _last_ts: int = 0
-
-    def add(self, header: RtpHeader, size: int, arrival_ns: int) -> None:
-        self.packets += 1
-        self.bytes += size
-        self.payload_types.add(header.payload_type)
-        self._update_seq(header.seq)
-        self._update_jitter(header.timestamp, arrival_ns)
-
-    def _update_seq(self, seq: int) -> None:
-        if self.max_seq < 0:
-            self.base_seq = self.max_seq = seq
-            return
-        delta = (seq - self.max_seq) % _SEQ_MOD
-        if delta == 0:
-            self.duplicates += 1
-        elif delta < _MAX_DROPOUT:
-            if seq < self.max_seq:
-                self.cycles += _SEQ_MOD
-            self.max_seq = seq
-        elif delta > _SEQ_MOD - _MAX_DROPOUT:
-            self.reordered += 1
-        else:
-            # A large jump: the source restarted its sequence. Count it from here on.
-            self.base_seq = self.max_seq = seq
-            self.cycles = 0
-
-    def _update_jitter(self, ts: int, arrival_ns: int) -> None:
-        if self.clock_rate <= 0:
-            return
-        arrival = arrival_ns * self.clock_rate / 1e9
-        if self._last_arrival is not None:
-            ts_delta = (ts - self._last_ts) % (1 << 32)
-            if ts_delta >= 1 << 31:
-                ts_delta -= 1 << 32
-            d = abs((arrival - self._last_arrival) - ts_delta)
-            self.jitter += (d - self.jitter) / 16.0
-        self._last_arrival = arrival
-        self._last_ts = ts
-
-    @property
-    def expected(self) -> int:
-        if self.max_seq < 0:
-            return 0
-        return self.cycles + self.max_seq - self.base_seq + 1
-
-    @property
-    def lost(self) -> int:
-        """Expected minus received; negative when duplicates outnumber losses (RFC 3550 A.3)."""
-        return self.expected - self.packets
-
-    @property
-    def loss_fraction(self) -> float:
-        return max(self.lost, 0) / self.expected if self.expected else 0.0
-
-    @property
-    def jitter_ms(self) -> float:
-        return self.jitter * 1000.0 / self.clock_rate if self.clock_rate > 0 else 0.0
-
-
-def accumulate_streams(
-    packets: Iterable[tuple[bytes, int]], clock_rates: dict[int, int] | None = None, default_rate: int = 90000
-) -> dict[int, StreamStats]:
-    """(datagram, arrival_ns) pairs of one direction -> StreamStats per SSRC. Non-RTP is skipped.
-
-    `clock_rates` maps a payload type to its rate; the first packet's PT picks the stream's rate.
-    """
-    rates = clock_rates or {}
-    out: dict[int, StreamStats] = {}
-    for data, arrival_ns in packets:
-        hdr = parse_rtp(data)
-        if hdr is None:
-            continue
-        stats = out.get(hdr.ssrc)
-        if stats is None:
-            stats = out[hdr.ssrc] = StreamStats(hdr.ssrc, rates.get(hdr.payload_type, default_rate))
-        stats.add(hdr, len(data), arrival_ns)
-    return out
 
 
 # --- Registration: kinds, rules and facts (analyzer/dissect/registry.py) ---------------------
