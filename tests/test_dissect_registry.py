@@ -102,6 +102,7 @@ _OWNED = {
     r"\b5353\b": "dissect/dns.py",
     r"(?i)5a525450": "dissect/zrtp.py",  # ZRTP cookie
     r"(?i)6b3343cf": "dissect/quic.py",  # QUIC v2
+    r"\b1900\b": "dissect/ssdp.py",  # SSDP
 }
 
 

@@ -16,16 +16,16 @@
 enum {
     K_NONE, K_OTHER, K_TCP, K_TLS_HANDSHAKE, K_TLS_APPDATA, K_STUN, K_TURN_CHANNEL, K_DTLS_HANDSHAKE,
     K_DTLS_APPDATA, K_RTP, K_RTCP, K_ZRTP, K_ZOOM_MEDIA, K_ZOOM_PROBE, K_ZOOM_CONTROL, K_QUIC_LONG,
-    K_QUIC_SHORT, K_DNS, K_SIP
+    K_QUIC_SHORT, K_DNS, K_SIP, K_SSDP
 };
 static const char *const KIND_NAMES[] = {
     "none", "other", "tcp", "tls_handshake", "tls_appdata", "stun", "turn_channel", "dtls_handshake",
     "dtls_appdata", "rtp", "rtcp", "zrtp", "zoom_media", "zoom_probe", "zoom_control", "quic_long",
-    "quic_short", "dns", "sip", NULL,
+    "quic_short", "dns", "sip", "ssdp", NULL,
 };
 /* The rules of udp_kind() and tcp_kind(), in the order they are tried (registry rule names). */
 static const char *const UDP_RULES[] = {
-    "dns", "stun", "turn_channel", "dtls", "zrtp", "zoom_sfu", "zoom_p2p", "rtp", "sip", "quic", NULL,
+    "dns", "stun", "turn_channel", "dtls", "zrtp", "zoom_sfu", "zoom_p2p", "rtp", "ssdp", "sip", "quic", NULL,
 };
 static const char *const TCP_RULES[] = {"dns_tcp", "tls", "stun_tcp", "sip_tcp", NULL};
 
@@ -158,6 +158,16 @@ static int sip(const Pay *b, int64_t sp, int64_t dp) {
     return 0;
 }
 
+/* SSDP (ssdp.py): UDP 1900 and one of its three start lines. */
+static const char *const SSDP_PREFIXES[] = {"M-SEARCH * ", "NOTIFY * ", "HTTP/1.1 ", NULL};
+
+static int ssdp(const Pay *b, int64_t sp, int64_t dp) {
+    if (!port_in(sp, dp, 1900)) return 0;
+    for (int i = 0; SSDP_PREFIXES[i]; i++)
+        if (equals(b, 0, SSDP_PREFIXES[i], (int)strlen(SSDP_PREFIXES[i]))) return 1;
+    return 0;
+}
+
 static int udp_kind(const Pay *b, int64_t sp, int64_t dp) {
     int64_t plen = b->n, b0 = at(b, 0);
     if (port_in(sp, dp, 53) || port_in(sp, dp, 5353) || port_in(sp, dp, 5355)) return K_DNS;
@@ -193,6 +203,7 @@ static int udp_kind(const Pay *b, int64_t sp, int64_t dp) {
         if (rtcp_ok(b, 0)) return K_RTCP;
         if (rtp_ok(b, 0)) return K_RTP;
     }
+    if (ssdp(b, sp, dp)) return K_SSDP;
     if (sip(b, sp, dp)) return K_SIP;
     int64_t version = u32(b, 1), d5 = at(b, 5);
     int known = version == 0x00000001 || version == 0x6B3343CF || shr(version, 8) == 0xFF0000;

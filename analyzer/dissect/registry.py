@@ -22,13 +22,13 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from analyzer.dissect import discord, dns, dtls, http, quic, rtp, sip, stun, tls, whatsapp, zoom, zrtp
+from analyzer.dissect import discord, dns, dtls, http, quic, rtp, sip, ssdp, stun, tls, whatsapp, zoom, zrtp
 from analyzer.dissect.spec import Dissector, Hook, Kind, PacketHook, Rule
 
 # Kinds that belong to no protocol: no payload, an unrecognised datagram, an unrecognised segment.
 BASE_KINDS: tuple[Kind, ...] = (Kind("none", 0), Kind("other", 1), Kind("tcp", 2))
 # In fact-column order: a new protocol goes at the end.
-MODULES: tuple[ModuleType, ...] = (tls, quic, http, stun, dtls, rtp, zoom, sip, zrtp, whatsapp, discord, dns)
+MODULES: tuple[ModuleType, ...] = (tls, quic, http, stun, dtls, rtp, zoom, sip, zrtp, whatsapp, discord, dns, ssdp)
 DISSECTORS: tuple[Dissector, ...] = tuple(m.DISSECTOR for m in MODULES)
 TRANSPORTS = ("udp", "tcp")
 DEFAULT_KIND = {"udp": "other", "tcp": "tcp"}  # what a payload no rule matches is
