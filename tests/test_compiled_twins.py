@@ -163,7 +163,9 @@ def test_damaged_mutants_decode_identically(seed: int) -> None:
 
 INTERESTING_FIRST = (0, 1, 3, 4, 5, 0x0F, 0x10, 0x0D, 0x1E, 0x21, 0x15, 0x1F, 0x40, 0x4F, 20, 22, 23, 25, 0x2C,
                      0x3C, 0x80, 0x90, 0xBF, 0xC0, 0xFF, 0x49, 0x53, 0x7F)  # fmt: skip
-INTERESTING_PORTS = (53, 5353, 5355, 5060, 5061, 443, 8801, 8810, 3478, 40000, 50000, 50001)
+INTERESTING_PORTS = (53, 5353, 5355, 5060, 5061, 443, 8801, 8810, 3478, 1900, 40000, 50000, 50001)
+# Start lines of the text protocols (SIP, SSDP's search and announcement).
+INTERESTING_TEXT = (b"INVITE sip:a SIP/2.0", b"NOTIFY * HTTP/1.1", b"M-SEARCH * HTTP/1.1")
 
 
 def _payload_mutants(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
@@ -190,7 +192,7 @@ def _payload_mutants(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]
         elif size > 4 and r < 0.7:
             buf[o + 1 : o + 4] = (1, 0, 0xFB)
         elif r < 0.75:
-            text = b"INVITE sip:a SIP/2.0"[:size]
+            text = INTERESTING_TEXT[int(rng.integers(len(INTERESTING_TEXT)))][:size]
             buf[o : o + len(text)] = np.frombuffer(text, np.uint8)
     proto = rng.choice([6, 17, 17, 1], n).astype(np.uint8)
     sport = rng.choice(INTERESTING_PORTS, n)
