@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from analyzer.dissect import dns as dns_mod
 from analyzer.dissect import kinds as K
 from analyzer.dissect import sip as sip_mod
+from analyzer.dissect import ssdp as ssdp_mod
 from analyzer.dissect.dtls import parse_dtls
 from analyzer.dissect.rtp import parse_rtcp, parse_rtp
 from analyzer.dissect.stun import parse_channel_data, parse_stun, split_stun_tcp
@@ -81,6 +82,8 @@ def scalar_kind(payload: bytes, proto: int, sport: int, dport: int) -> str:
             return "rtcp"
         if parse_rtp(payload):
             return "rtp"
+        if ssdp_mod.PORT in ports and ssdp_mod.parse_ssdp(payload):
+            return "ssdp"
         if sip:
             return "sip"
         if payload[0] >= 0xC0 and len(payload) >= 7 and payload[5] <= 20:
