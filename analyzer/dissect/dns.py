@@ -290,6 +290,8 @@ def _udp(ctx: FlowContext) -> bool:
 
 
 def _tcp(ctx: FlowContext) -> bool:
+    # All three ports, as for UDP: LLMNR also answers over TCP 5355 (RFC 4795 2.4), and the
+    # messages must parse anyway. The payload kind counts TCP port 53 only (TCP_PORTS).
     if not ctx.meta.port_in(UDP_PORTS):
         return False
     first_ts = {0: ctx.first_ts(0), 1: ctx.first_ts(1)}

@@ -223,7 +223,7 @@ class _Pooled:
 
 
 def pooled(ctx: FlowContext) -> _Pooled:
-    """The flow's RTP and RTCP datagrams kept for the pooled statistics (Zoom adds its RTCP)."""
+    """The flow's RTP and RTCP datagrams kept for the pooled statistics (entropy, SRTCP trailer)."""
     return ctx.state("rtp", _Pooled)
 
 

@@ -89,7 +89,8 @@ class Dissector:
 
 class Facts(dict):
     """A facts row under construction; list-valued facts keep insertion order, no duplicates.
-    Keys starting with "_" are scratch state and never leave the dissection."""
+    Only keys in the registry's FACT_COLUMNS leave the dissection (state between hooks belongs in
+    FlowContext.scratch)."""
 
     def add(self, key: str, value: object) -> None:
         if value is None:
@@ -140,9 +141,6 @@ class FlowContext:
     packet: Callable[[FlowContext, bytes, int, int], None] | None = None
     streams: dict[int, bytes] = field(default_factory=dict)
     budget: Budget = field(default_factory=Budget)
-
-    def direction(self, d: int) -> list[bytes]:
-        return [p for p, x in zip(self.payloads, self.dirs, strict=True) if x == d]
 
     def first_ts(self, d: int) -> int:
         for t, x in zip(self.ts_ns, self.dirs, strict=True):
