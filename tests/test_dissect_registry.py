@@ -34,6 +34,11 @@ def test_tables_elsewhere_are_the_registry_tables() -> None:
     assert set(registry.KIND_ROLE.values()) <= set(roles.ROLES)
     assert set(registry.KIND_LABEL.values()) <= set(registry.PROTOCOL_ORDER)
     assert registry.FACT_COLUMNS[:2] == ("protocol", "protocols") and registry.FACT_COLUMNS[-1] == "errors"
+    # Every fact has a column type the batch dataset knows, and the dataset declares every fact.
+    from analyzer.batch import schema
+
+    assert set(registry.FACT_TYPES.values()) <= set(schema.TYPE_NAMES)
+    assert set(registry.FACT_COLUMNS) <= set(dict(schema.FLOW_FACTS))
 
 
 def test_ladders_are_sorted_and_hooks_ordered() -> None:
@@ -72,7 +77,7 @@ def _rule(name: str, priority: int, kind: str) -> Rule:
 
 
 def test_contradicting_declarations_are_refused() -> None:
-    a = Dissector("a", kinds=(Kind("a1", 3),), rules=(_rule("ra", 10, "a1"),), facts=("x",))
+    a = Dissector("a", kinds=(Kind("a1", 3),), rules=(_rule("ra", 10, "a1"),), facts=(("x", "str"),))
     same_code = Dissector("b", kinds=(Kind("b1", 3),))
     with pytest.raises(registry.RegistryError):
         registry._kinds((a, same_code))
@@ -86,8 +91,8 @@ def test_contradicting_declarations_are_refused() -> None:
     with pytest.raises(registry.RegistryError):
         registry._ladders((a, unknown_kind), {"a1"})
     with pytest.raises(registry.RegistryError):
-        registry._facts((a, Dissector("b", facts=("x",))))
-    ok = Dissector("b", kinds=(Kind("b1", 4),), rules=(_rule("rb", 20, "b1"),), facts=("y",))
+        registry._facts((a, Dissector("b", facts=(("x", "str"),))))
+    ok = Dissector("b", kinds=(Kind("b1", 4),), rules=(_rule("rb", 20, "b1"),), facts=(("y", "str"),))
     assert [k.name for k in registry._kinds((ok, a))] == ["none", "other", "tcp", "a1", "b1"]
     assert [r.name for r in registry._ladders((ok, a), {"a1", "b1"})["udp"]] == ["ra", "rb"]
 

@@ -50,7 +50,7 @@ def _keepalive(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
 
 DISSECTOR = Dissector(
     name="discord",
-    facts=("discord_ip_discovery", "discord_keepalive"),
+    facts=(("discord_ip_discovery", "str"), ("discord_keepalive", "bool")),
     labels=(("discord", 110),),
     udp_packet=(PacketHook(10, _discovery), PacketHook(11, _keepalive)),
 )

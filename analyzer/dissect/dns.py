@@ -309,7 +309,7 @@ DISSECTOR = Dissector(
     name="dns",
     kinds=(Kind("dns", 17, role="dns", control=True, label="dns"),),
     rules=(Rule("dns", "udp", 10, ("dns",), _udp_rule), Rule("dns_tcp", "tcp", 10, ("dns",), _tcp_rule)),
-    facts=("dns_queries",),
+    facts=(("dns_queries", "list<str>"),),
     labels=(("dns", 140),),
     udp_flow=(Hook(10, _udp),),
     tcp_flow=(Hook(10, _tcp),),

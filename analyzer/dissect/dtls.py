@@ -480,13 +480,13 @@ DISSECTOR = Dissector(
     ),
     rules=(Rule("dtls", "udp", 40, ("dtls_handshake", "dtls_appdata"), _rule),),
     facts=(
-        "dtls_rtt_ms",  # first DTLS ClientHello to the first HelloVerifyRequest/ServerHello answering it (ms)
-        "dtls_handshake",
-        "dtls_use_srtp",
-        "dtls_srtp_profile",
-        "dtls_alpn",
-        "dtls_cert",
-        "dtls_cert_issuer",
+        ("dtls_rtt_ms", "f64"),  # first DTLS ClientHello to the first HelloVerifyRequest/ServerHello answering it (ms)
+        ("dtls_handshake", "bool"),
+        ("dtls_use_srtp", "bool"),
+        ("dtls_srtp_profile", "i64"),
+        ("dtls_alpn", "str"),
+        ("dtls_cert", "str"),
+        ("dtls_cert_issuer", "str"),
     ),
     labels=(("dtls", 50),),
     udp_packet=(PacketHook(70, _packet),),

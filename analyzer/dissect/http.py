@@ -39,7 +39,7 @@ def _tcp(ctx: FlowContext) -> None:
 
 DISSECTOR = Dissector(
     name="http",
-    facts=("http_host",),
+    facts=(("http_host", "str"),),
     labels=(("http", 90),),
     tcp_flow=(Hook(40, _tcp),),
 )

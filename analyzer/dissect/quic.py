@@ -427,7 +427,7 @@ DISSECTOR = Dissector(
     name="quic",
     kinds=(Kind("quic_long", 15, label="quic"), Kind("quic_short", 16, label="quic")),
     rules=(Rule("quic", "udp", 120, ("quic_long", "quic_short"), _rule),),
-    facts=("quic_version",),
+    facts=(("quic_version", "str"),),
     labels=(("quic", 70),),
     udp_packet=(PacketHook(100, _packet),),
     udp_finish=(Hook(20, _finish),),

@@ -8,8 +8,8 @@ modules once, in the order their fact columns appear, and derives from them:
   (`KIND_LABEL`);
 - the per-packet kind ladders (`LADDERS["udp"]`, `LADDERS["tcp"]`: rules by priority, first match
   wins), which kinds.py evaluates with numpy and _kinds.c mirrors rule by rule;
-- the fact columns (`FACT_COLUMNS`) and the order in which a flow's protocol labels name it
-  (`PROTOCOL_ORDER`);
+- the fact columns (`FACT_COLUMNS`, with their types in `FACT_TYPES`) and the order in which
+  a flow's protocol labels name it (`PROTOCOL_ORDER`);
 - the dissect hooks in the order flowfacts.py runs them.
 
 The compiled kinds (_kinds.c) export their enum names and their two ladders; `compiled_mismatch`
@@ -63,13 +63,19 @@ def _ladders(dissectors: tuple[Dissector, ...], names: set[str]) -> dict[str, tu
     return out
 
 
-def _facts(dissectors: tuple[Dissector, ...]) -> tuple[str, ...]:
-    cols = ["protocol", "protocols"]  # the most specific protocol seen; every one recognised
-    cols += [c for d in dissectors for c in d.facts]
-    cols.append("errors")
-    if len(set(cols)) != len(cols):
-        raise RegistryError(f"a fact column is declared twice: {cols}")
-    return tuple(cols)
+# The columns every facts row has: the most specific protocol seen, every one recognised, and
+# the parsers that failed on the flow.
+BASE_FACTS: tuple[tuple[str, str], ...] = (("protocol", "str"), ("protocols", "list<str>"))
+ERROR_FACT: tuple[str, str] = ("errors", "list<str>")
+
+
+def _facts(dissectors: tuple[Dissector, ...]) -> dict[str, str]:
+    """Fact column -> type, in column order."""
+    cols = [*BASE_FACTS, *(c for d in dissectors for c in d.facts), ERROR_FACT]
+    names = [c for c, _t in cols]
+    if len(set(names)) != len(names):
+        raise RegistryError(f"a fact column is declared twice: {names}")
+    return dict(cols)
 
 
 def _hooks(dissectors: tuple[Dissector, ...], attr: str) -> tuple[Any, ...]:
@@ -84,7 +90,8 @@ KIND_ROLE: dict[str, str] = {k.name: k.role for k in KINDS if k.role is not None
 CONTROL_KINDS: frozenset[str] = frozenset(k.name for k in KINDS if k.control)
 KIND_LABEL: dict[str, str] = {k.name: k.label for k in KINDS if k.label is not None}
 LADDERS = _ladders(DISSECTORS, set(KIND_NAMES))
-FACT_COLUMNS = _facts(DISSECTORS)
+FACT_TYPES: dict[str, str] = _facts(DISSECTORS)
+FACT_COLUMNS: tuple[str, ...] = tuple(FACT_TYPES)
 # When one flow carries several protocols (WebRTC: STUN, DTLS, SRTP on one 5-tuple) the flow's
 # protocol is the first of these that was seen: the one that carries the payload.
 PROTOCOL_ORDER: tuple[str, ...] = tuple(

@@ -286,13 +286,13 @@ DISSECTOR = Dissector(
     kinds=(Kind("rtp", 9, role="media", label="rtp"), Kind("rtcp", 10, role="media", label="rtp")),
     rules=(Rule("rtp", "udp", 90, ("rtcp", "rtp"), _rule),),
     facts=(
-        "rtp_ssrcs",
-        "rtp_payload_types",
-        "rtp_packets",
-        "rtcp_packets",
-        "rtp_entropy",
-        "srtcp_kind",
-        "srtp",  # True when the RTP looks encrypted (DTLS on the flow, SRTCP trailer, entropy)
+        ("rtp_ssrcs", "list<i64>"),
+        ("rtp_payload_types", "list<i64>"),
+        ("rtp_packets", "i64"),
+        ("rtcp_packets", "i64"),
+        ("rtp_entropy", "f64"),
+        ("srtcp_kind", "str"),
+        ("srtp", "bool"),  # True when the RTP looks encrypted (DTLS on the flow, SRTCP trailer, entropy)
     ),
     labels=(("srtp", 20), ("rtp", 30)),
     udp_packet=(PacketHook(90, _packet),),

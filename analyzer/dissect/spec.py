@@ -5,7 +5,8 @@ A protocol module (stun.py, zoom.py, ...) ends with one `DISSECTOR = Dissector(.
   traffic, protocol label),
 - its per-packet kind rules (`Rule`: transport, priority in the ladder, the kinds it emits, the
   numpy function; the compiled twin in _kinds.c implements the same rule under the same name),
-- its fact columns and the hooks that fill them from a flow's payload samples (`FlowContext`),
+- its fact columns with their types (the batch dataset's column types, batch/schema.py) and the
+  hooks that fill them from a flow's payload samples (`FlowContext`),
 - the protocol labels it sets and how specific each is (which one names a flow).
 
 analyzer/dissect/registry.py collects the declarations and derives every table from them;
@@ -77,7 +78,9 @@ class Dissector:
     name: str
     kinds: tuple[Kind, ...] = ()
     rules: tuple[Rule, ...] = ()
-    facts: tuple[str, ...] = ()
+    # (column, type) with a type of batch/schema.TYPE_NAMES: "str", "bool", "i64", "f64",
+    # "list<str>", "list<i64>", "list<addr>" (a list of (ip, port) pairs), ...
+    facts: tuple[tuple[str, str], ...] = ()
     # Protocol labels this dissector may put in a flow's `protocols` and their rank: when a flow
     # carries several, the lowest rank (the one that carries the payload) names the flow.
     labels: tuple[tuple[str, int], ...] = ()

@@ -87,7 +87,7 @@ DISSECTOR = Dissector(
     # Discovery on the LAN: neither the call's signaling nor its media.
     kinds=(Kind("ssdp", 19, role="other", label="ssdp"),),
     rules=(Rule("ssdp", "udp", 105, ("ssdp",), _rule),),
-    facts=("ssdp_targets", "ssdp_server"),
+    facts=(("ssdp_targets", "list<str>"), ("ssdp_server", "str")),
     labels=(("ssdp", 135),),
     udp_packet=(PacketHook(105, _packet),),
 )

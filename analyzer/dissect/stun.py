@@ -457,18 +457,20 @@ DISSECTOR = Dissector(
         Rule("stun_tcp", "tcp", 30, ("stun",), _stun_tcp_rule),
     ),
     facts=(
-        "stun_software",
-        "stun_realm",
-        "stun_usernames",
-        "stun_attr_types",
-        "stun_msg_types",
-        "stun_classic",
-        "stun_mapped",  # reflexive address(es) in answers sent by the flow's server side (to the client)
-        "stun_mapped_c2s",  # reflexive address(es) in answers sent by the client side (ICE checks, inbound flows)
-        "stun_relayed",
-        "stun_peers",
-        "stun_rtt_ms",  # smallest request/answer round trip seen (ms)
-        "turn_channels",  # TURN channel numbers (RFC 8656 12) whose ChannelData the flow carries
+        ("stun_software", "str"),
+        ("stun_realm", "str"),
+        ("stun_usernames", "list<str>"),
+        ("stun_attr_types", "list<i64>"),
+        ("stun_msg_types", "list<i64>"),
+        ("stun_classic", "bool"),
+        # reflexive address(es) in answers sent by the flow's server side (to the client)
+        ("stun_mapped", "list<addr>"),
+        # reflexive address(es) in answers sent by the client side (ICE checks, inbound flows)
+        ("stun_mapped_c2s", "list<addr>"),
+        ("stun_relayed", "list<addr>"),
+        ("stun_peers", "list<addr>"),
+        ("stun_rtt_ms", "f64"),  # smallest request/answer round trip seen (ms)
+        ("turn_channels", "list<i64>"),  # TURN channel numbers (RFC 8656 12) whose ChannelData the flow carries
     ),
     labels=(("turn", 120), ("stun", 130)),
     udp_packet=(PacketHook(20, _with_cookie), PacketHook(40, _stun_like), PacketHook(50, _channel_data)),

@@ -391,7 +391,14 @@ DISSECTOR = Dissector(
     name="tls",
     kinds=(Kind("tls_handshake", 3, label="tls"), Kind("tls_appdata", 4, label="tls")),
     rules=(Rule("tls", "tcp", 20, ("tls_appdata", "tls_handshake"), _rule),),
-    facts=("sni", "alpn", "tls_version", "cert_subject", "cert_issuer", "cert_sans"),
+    facts=(
+        ("sni", "str"),
+        ("alpn", "list<str>"),
+        ("tls_version", "str"),
+        ("cert_subject", "str"),
+        ("cert_issuer", "str"),
+        ("cert_sans", "list<str>"),
+    ),
     labels=(("tls", 80),),
     tcp_flow=(Hook(20, _tcp),),
 )

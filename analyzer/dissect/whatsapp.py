@@ -32,7 +32,7 @@ def _tcp(ctx: FlowContext) -> None:
 
 DISSECTOR = Dissector(
     name="whatsapp",
-    facts=("whatsapp_prologue",),
+    facts=(("whatsapp_prologue", "str"),),
     labels=(("whatsapp", 100),),
     tcp_flow=(Hook(30, _tcp),),
 )

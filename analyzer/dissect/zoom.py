@@ -398,7 +398,12 @@ DISSECTOR = Dissector(
         Rule("zoom_sfu", "udp", 70, ("zoom_media", "zoom_probe", "zoom_control"), _sfu_rule),
         Rule("zoom_p2p", "udp", 80, ("zoom_media", "zoom_probe", "zoom_control"), _p2p_rule),
     ),
-    facts=("zoom_generation", "zoom_setup_version", "zoom_media_kinds", "zoom_p2p_hello"),
+    facts=(
+        ("zoom_generation", "str"),
+        ("zoom_setup_version", "i64"),
+        ("zoom_media_kinds", "list<str>"),
+        ("zoom_p2p_hello", "str"),
+    ),
     labels=(("zoom", 10),),
     udp_packet=(PacketHook(30, _server_packet), PacketHook(80, _p2p_packet)),
 )

@@ -145,7 +145,7 @@ DISSECTOR = Dissector(
     name="zrtp",
     kinds=(Kind("zrtp", 11, role="key_exchange", control=True, label="zrtp"),),
     rules=(Rule("zrtp", "udp", 60, ("zrtp",), _rule),),
-    facts=("zrtp", "zrtp_client"),
+    facts=(("zrtp", "bool"), ("zrtp_client", "str")),
     labels=(("zrtp", 40),),
     udp_packet=(PacketHook(60, _packet),),
 )
