@@ -13,7 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from analyzer.dissect.columns import Bytes, port_in
-from analyzer.dissect.spec import Dissector, FlowContext, Hook, Kind, Rule, host_name
+from analyzer.dissect.names import host_name
+from analyzer.dissect.spec import Dissector, FlowContext, Hook, Kind, Rule
 
 TYPE_A = 1
 TYPE_CNAME = 5

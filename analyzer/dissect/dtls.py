@@ -14,7 +14,8 @@ import numpy as np
 from analyzer.decode.fields import member
 from analyzer.dissect.budget import Budget
 from analyzer.dissect.columns import Bytes
-from analyzer.dissect.spec import Dissector, Facts, FlowContext, Hook, Kind, PacketHook, Rule, host_name
+from analyzer.dissect.names import host_name
+from analyzer.dissect.spec import Dissector, Facts, FlowContext, Hook, Kind, PacketHook, Rule
 
 RECORD_HEADER = 13
 HANDSHAKE_HEADER = 12

@@ -7,7 +7,8 @@ Pure functions, never raise.
 
 from __future__ import annotations
 
-from analyzer.dissect.spec import Dissector, FlowContext, Hook, host_name
+from analyzer.dissect.names import host_name
+from analyzer.dissect.spec import Dissector, FlowContext, Hook
 
 METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"OPTIONS ", b"DELETE ", b"PATCH ", b"CONNECT ")
 _HEAD_LIMIT = 4096  # the Host header sits in the first lines; never scan a whole body

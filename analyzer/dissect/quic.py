@@ -16,7 +16,8 @@ from functools import lru_cache
 import numpy as np
 
 from analyzer.dissect.columns import Bytes, port_in
-from analyzer.dissect.spec import MAX_LIST, Dissector, FlowContext, Hook, Kind, PacketHook, Rule, host_name
+from analyzer.dissect.names import host_name
+from analyzer.dissect.spec import MAX_LIST, Dissector, FlowContext, Hook, Kind, PacketHook, Rule
 from analyzer.dissect.tls import ClientHello, parse_client_hello_message
 
 V1 = 0x00000001

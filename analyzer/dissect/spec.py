@@ -158,16 +158,6 @@ class FlowContext:
         return value
 
 
-def host_name(name: str | None) -> str | None:
-    """A host name from the wire, lower-cased, or None when it is not a plausible DNS name."""
-    if not name:
-        return None
-    name = name.strip().rstrip(".").lower()
-    if not name or len(name) > 253 or not name.isascii() or not name.isprintable() or " " in name:
-        return None
-    return name
-
-
 def clean_text(text: str | None) -> str | None:
     """Captured text made safe to print: control and undecodable characters become '?'."""
     if text is None:

@@ -16,7 +16,8 @@ import numpy as np
 
 from analyzer.decode.fields import member
 from analyzer.dissect.columns import Bytes
-from analyzer.dissect.spec import MAX_LIST, Dissector, FlowContext, Hook, Kind, Rule, host_name
+from analyzer.dissect.names import host_name
+from analyzer.dissect.spec import MAX_LIST, Dissector, FlowContext, Hook, Kind, Rule
 
 HANDSHAKE_RECORD = 22
 CLIENT_HELLO = 1
