@@ -14,7 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Campaign", "Dataset", "Session", "__version__", "analyze", "analyze_many", "campaign"]
+__all__ = [
+    "Campaign", "ConfscopeError", "Dataset", "OptionError", "Session", "__version__", "analyze", "analyze_many",
+    "campaign",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -31,6 +34,10 @@ def __getattr__(name: str) -> Any:
         import analyzer.campaign.run as campaign
 
         return getattr(campaign, name)
+    if name in ("ConfscopeError", "OptionError"):
+        import analyzer.errors as errors
+
+        return getattr(errors, name)
     if name == "Dataset":
         from analyzer.batch.dataset import Dataset
 

@@ -33,8 +33,10 @@ class Session(model.Session):
         return report.to_html(self.report, self.flows)
 
     def write(self, out_dir: str | Path, formats: Iterable[str] = report.FORMATS) -> dict[str, Path]:
-        """Write the chosen formats (report.json/.md/.html, flows.csv/.parquet) into out_dir."""
-        return report.write_reports(self.report, self.flows, out_dir, formats)
+        """Write the chosen formats (report.json/.md/.html, flows.csv/.parquet) into out_dir; with
+        parquet also streams.parquet and stream_seconds.parquet (the media streams per second)."""
+        return report.write_reports(self.report, self.flows, out_dir, formats, streams=self.streams,
+                                    stream_seconds=self.stream_seconds)
 
 
 def analyze(source: CaptureSource, **kwargs: Any) -> Session:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine: tshark (second engine),
-# chromium (HTML report test), a C compiler, and the project with its test extras.
+# chromium (HTML report test), a C compiler, and the project with its test extras in `.venv`
+# (scripts/venv.sh; Debian's system Python refuses pip outside a virtual environment, PEP 668).
+# Then: .venv/bin/python -m pytest -q -p no:cacheprovider
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -19,4 +21,4 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+bash scripts/venv.sh test

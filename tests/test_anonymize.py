@@ -226,7 +226,7 @@ def test_no_local_identifier_survives(anon, tmp_path: Path) -> None:
     for s in SECRETS:
         assert s not in text, s
     written = anon.write(tmp_path)
-    assert set(written) == {"json", "md", "html", "csv", "parquet"}
+    assert set(written) == {"json", "md", "html", "csv", "parquet", "streams_parquet", "stream_seconds_parquet"}
     for fmt, path in written.items():
         data = path.read_bytes()
         for s in SECRETS:

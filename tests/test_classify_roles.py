@@ -81,7 +81,10 @@ def test_zoom_stun_and_p2p():
     stun = _row(classified("zoom.pcap"), "162.255.37.14", 3478)  # ground truth #4
     assert stun["app"] == "zoom" and stun["roles"] == ["nat_traversal"]
     p2p = _row(classified("zoom_p2p.pcapng"), "192.168.1.226", 46757)  # ground truth #7
-    assert p2p["app"] == "zoom" and p2p["roles"] == ["media"]
+    # Its 0x15 probes are filler, not media (issue 13): role `other`, with the kind as detail.
+    assert p2p["app"] == "zoom" and p2p["roles"] == ["media", "other"]
+    assert set(p2p["other_by_kind"]) == {"zoom_probe"}
+    assert p2p["bytes_by_role"]["other"] == p2p["other_by_kind"]["zoom_probe"] > 0
 
 
 def test_zoom_p2p_inherits_from_stun_without_payload_marker():

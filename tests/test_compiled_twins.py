@@ -188,12 +188,14 @@ def _payload_mutants(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]
             buf[o + 11], buf[o + 12] = v >> 8, v & 0xFF
         elif size > 9 and r < 0.65:
             buf[o + 1] = rng.choice([1, 0x0F, 0x15])
-            buf[o + 7], buf[o + 8] = rng.choice([0, 4]), rng.choice([0x0F, 0x10, 0x15, 0x21])
+            buf[o + 7], buf[o + 8] = rng.choice([0, 4]), rng.choice([0x0F, 0x10, 0x15, 0x21, 0x0A])
         elif size > 4 and r < 0.7:
             buf[o + 1 : o + 4] = (1, 0, 0xFB)
         elif r < 0.75:
             text = INTERESTING_TEXT[int(rng.integers(len(INTERESTING_TEXT)))][:size]
             buf[o : o + len(text)] = np.frombuffer(text, np.uint8)
+        elif size > 12 and r < 0.8:  # RTP that is all padding (P set, count = bytes after the header)
+            buf[o], buf[o + 1], buf[o + size - 1] = 0xA0, 111, size - 12
     proto = rng.choice([6, 17, 17, 1], n).astype(np.uint8)
     sport = rng.choice(INTERESTING_PORTS, n)
     dport = rng.choice(INTERESTING_PORTS, n)
@@ -222,8 +224,8 @@ def test_payload_kinds_bad_offsets_read_nothing() -> None:
 
 def _pure_python(monkeypatch: pytest.MonkeyPatch) -> None:
     """What CONFSCOPE_PURE_PYTHON=1 selects at import, switched on in this process."""
+    import analyzer.dissect.rtpcolumns as media
     import analyzer.scan.groups as groups
-    import analyzer.scan.media as media
     from analyzer import decode
     from analyzer.capture import walk
 
@@ -274,7 +276,7 @@ def test_grouping_identical_to_its_twin() -> None:
 
 def test_rtp_header_fields_identical_to_their_twin() -> None:
     """RTP header fields of mutated payloads posing as plain RTP and as Zoom media."""
-    import analyzer.scan.media as media
+    import analyzer.dissect.rtpcolumns as media
 
     rng = np.random.default_rng(11)
     fields_seen = 0
@@ -303,7 +305,7 @@ def test_rtp_header_fields_identical_to_their_twin() -> None:
 
 def test_compiled_functions_refuse_wrong_arrays() -> None:
     """Wrong item sizes or lengths are a Python error, never a read out of bounds."""
-    import analyzer.scan.media as media
+    import analyzer.dissect.rtpcolumns as media
 
     buf = np.zeros(64, np.uint8)
     off, n8 = np.zeros(3, np.int64), np.zeros(3, np.int64)

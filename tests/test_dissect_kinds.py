@@ -15,7 +15,7 @@ from analyzer.dissect import kinds as K
 from analyzer.dissect import sip as sip_mod
 from analyzer.dissect import ssdp as ssdp_mod
 from analyzer.dissect.dtls import parse_dtls
-from analyzer.dissect.rtp import parse_rtcp, parse_rtp
+from analyzer.dissect.rtp import is_padding_only, parse_rtcp, parse_rtp
 from analyzer.dissect.stun import parse_channel_data, parse_stun, split_stun_tcp
 from analyzer.dissect.zoom import parse_zoom
 from tests.conftest import real_capture
@@ -27,6 +27,7 @@ _ZOOM = {
     "screenshare": "zoom_media",
     "rtcp": "zoom_media",
     "probe": "zoom_probe",
+    "keepalive": "zoom_keepalive",
 }
 
 
@@ -80,8 +81,8 @@ def scalar_kind(payload: bytes, proto: int, sport: int, dport: int) -> str:
             return z
         if parse_rtcp(payload):
             return "rtcp"
-        if parse_rtp(payload):
-            return "rtp"
+        if hdr := parse_rtp(payload):
+            return "rtp_padding" if is_padding_only(hdr, payload) else "rtp"
         if ssdp_mod.PORT in ports and ssdp_mod.parse_ssdp(payload):
             return "ssdp"
         if sip:
@@ -115,7 +116,8 @@ def _compare(rows: list[Row] | tuple[Row, ...]) -> tuple[Counter[str], list[tupl
 @pytest.mark.parametrize(
     ("capture", "expected"),
     [
-        ("zoom.pcap", {"zoom_probe": 179, "zoom_media": 1, "zoom_control": 20, "stun": 18}),
+        ("zoom.pcap", {"zoom_probe": 179, "zoom_media": 1, "zoom_control": 18, "zoom_keepalive": 2,
+                       "stun": 18}),
         ("zoom_p2p.pcapng", {"zoom_media": 248, "zoom_control": 300, "zoom_probe": 63, "stun": 80}),
         ("stun_dtls_rtp.pcapng", {"stun": 43, "dtls_handshake": 6, "dtls_appdata": 17, "rtp": 11, "rtcp": 1}),
         ("teams.pcap", {"stun": 63, "rtp": 18, "rtcp": 12, "tls_handshake": 179, "tls_appdata": 213}),

@@ -105,7 +105,7 @@ def test_cleartext_sdes_keys_are_reported_but_never_written(tmp_path):
     assert f["flow_ids"] == [0]
     assert s.exit_code == 1  # a critical finding fails the pipeline even without a policy
     written = s.write(tmp_path / "out")
-    assert set(written) == {"json", "md", "html", "csv", "parquet"}
+    assert set(written) == {"json", "md", "html", "csv", "parquet", "streams_parquet", "stream_seconds_parquet"}
     for path in written.values():
         assert SDES_KEY.encode() not in Path(path).read_bytes(), path
     assert SDES_KEY not in s.to_json()

@@ -19,15 +19,10 @@ from analyzer.capture import CaptureReader
 from analyzer.decode import DecodeState, decode_chunk
 from analyzer.decode import reasons as R
 from analyzer.dissect.kinds import payload_kinds
+from analyzer.scan.ecb import ecb_statistics, random_entropy
 from analyzer.scan.flows import canonical, flow_keys
-from analyzer.scan.media import (
-    MediaResult,
-    MediaTap,
-    ecb_statistics,
-    ecb_verdict,
-    media_verdict,
-    random_entropy,
-)
+from analyzer.scan.media import MediaResult, MediaTap
+from analyzer.session.media_verdicts import ecb_verdict, media_verdict
 from tests.conftest import real_capture
 
 scapy_all = pytest.importorskip("scapy.all")
@@ -340,7 +335,7 @@ def test_flow_ids_and_client_direction_from_the_flow_table():
 
 
 def test_gather_bytes_in_small_steps():
-    from analyzer.scan.media import gather_bytes
+    from analyzer.scan.ecb import gather_bytes
 
     buf = np.arange(200, dtype=np.uint8)
     starts, lens = np.array([5, 100, 0, 150]), np.array([7, 40, 3, 50])

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analyzer.scan.media import SRTP_TAG_BYTES, VERDICT_MIN_PACKETS, media_verdict
+from analyzer.scan.media import SRTP_TAG_BYTES
 from analyzer.scan.scanner import scan_capture
-from analyzer.session.tables import judge_streams
+from analyzer.session.media_verdicts import VERDICT_MIN_PACKETS, judge_streams, media_verdict
 
 S = pytest.importorskip("scapy.all")
 

@@ -32,6 +32,9 @@ def _types() -> dict[str, pa.DataType]:
     import pyarrow as pa
 
     addr = pa.struct([("ip", pa.string()), ("port", pa.int32())])
+    # SDP a=rtpmap per m= endpoint (the flow fact sdp_rtpmap: ip, port, media, pt, encoding, clock)
+    rtpmap = pa.struct([("ip", pa.string()), ("port", pa.int32()), ("media", pa.string()), ("pt", pa.int32()),
+                        ("encoding", pa.string()), ("clock", pa.int64())])
     return {
         "str": pa.string(),
         "bool": pa.bool_(),
@@ -43,12 +46,18 @@ def _types() -> dict[str, pa.DataType]:
         "list<str>": pa.list_(pa.string()),
         "list<i64>": pa.list_(pa.int64()),
         "list<addr>": pa.list_(addr),
+        "list<rtpmap>": pa.list_(rtpmap),
         # bytes per role: keys vary per flow, values are byte counts.
         "map<str,i64>": pa.map_(pa.string(), pa.int64()),
+        # the session's timezone-aware first_time/last_time beside the epoch columns
+        "ts": pa.timestamp("ns", tz="UTC"),
     }
 
 
-TYPE_NAMES = ("str", "bool", "i8", "i32", "i64", "u64", "f64", "list<str>", "list<i64>", "list<addr>", "map<str,i64>")
+TYPE_NAMES = (
+    "str", "bool", "i8", "i32", "i64", "u64", "f64", "list<str>", "list<i64>", "list<addr>", "list<rtpmap>",
+    "map<str,i64>", "ts",
+)
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,8 @@ def _kinds() -> tuple[tuple[str, str], ...]:
 FLOW_BASE = (
     ("flow_id", "i64"), ("transport", "str"), ("ip_version", "i8"), ("client_ip", "str"), ("client_port", "i32"),
     ("server_ip", "str"), ("server_port", "i32"), ("first_ts", "f64"), ("last_ts", "f64"), ("first_ts_ns", "i64"),
-    ("last_ts_ns", "i64"), ("packets_c2s", "i64"), ("packets_s2c", "i64"), ("bytes_c2s", "i64"),
+    ("first_time", "ts"), ("last_ts_ns", "i64"), ("last_time", "ts"), ("packets_c2s", "i64"), ("packets_s2c", "i64"),
+    ("bytes_c2s", "i64"),
     ("bytes_s2c", "i64"), ("packets", "i64"), ("bytes", "i64"), ("tcp_rtt_ms", "f64"), ("community_id", "str"),
     ("encap", "str"),
 )
@@ -104,7 +114,7 @@ FLOW_BASE = (
 FLOW_FACTS = (
     ("flow_key", "u64"), ("a_is_client", "bool"), ("app", "str"), ("app_confidence", "f64"),
     ("app_evidence", "list<str>"), ("protocol", "str"), ("hostname", "str"), ("roles", "list<str>"),
-    ("bytes_by_role", "map<str,i64>"),
+    ("bytes_by_role", "map<str,i64>"), ("other_by_kind", "map<str,i64>"),
     *((name, kind) for name, kind in registry.FACT_TYPES.items() if name != "protocol"),
 )
 FLOW_GEO = (
@@ -120,6 +130,14 @@ STREAM_COLUMNS = (
     ("payload_type", "i64"), ("packets", "i64"), ("bytes", "i64"), ("duration_s", "f64"), ("bitrate_bps", "f64"),
     ("lost", "i64"), ("expected", "i64"), ("reordered", "i64"), ("jitter_ms", "f64"), ("ecb_blocks", "i64"),
     ("ecb_repeats", "i64"), ("ecb_like", "bool"), ("unencrypted_like", "bool"),
+    # Frames, rates, clocks, RTCP and grouping (docs/media.md).
+    ("stream_id", "i64"), ("meeting", "str"), ("participant", "str"), ("payload_types", "list<i64>"),
+    ("wire_bytes", "i64"), ("udp_bytes", "i64"), ("payload_bytes", "i64"), ("payload_bitrate_bps", "f64"),
+    ("rate_note", "str"), ("frames", "i64"), ("frames_marked", "i64"), ("frame_rate_fps", "f64"),
+    ("frame_bytes_mean", "f64"), ("frame_bytes_std", "f64"), ("frame_bytes_min", "i64"), ("frame_bytes_max", "i64"),
+    ("packets_per_frame", "f64"), ("loss_fraction", "f64"), ("duplicates", "i64"), ("clock_rate", "i64"),
+    ("jitter_clock_assumed", "bool"), ("clock_source", "str"), ("sdp_encoding", "str"), ("frame_jitter_ms", "f64"),
+    ("rtcp_sender_reports", "i64"), ("rtcp_rtt_samples", "i64"), ("rtcp_rtt_ms", "f64"),
 )
 _STREAM_FLOW = (
     ("flow_id", "i64"), ("app", "str"), ("protocol", "str"), ("server_ip", "str"), ("server_port", "i32"),

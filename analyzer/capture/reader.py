@@ -87,7 +87,10 @@ class CaptureReader:
 
     # -- low-level reading -------------------------------------------------------------------
     def _peek(self, n: int) -> bytes:
-        data = self._raw.read(n)
+        try:
+            data = self._raw.read(n)
+        except OSError as exc:  # a device error, /proc file, dead network mount: the user's input
+            raise CaptureFormatError(f"{self.name}: cannot read ({exc.strerror or exc})") from None
         return data or b""
 
     def _stream_peek(self, n: int) -> bytes:

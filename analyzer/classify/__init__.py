@@ -15,7 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analyzer.classify.apps import Attribution, DnsIndex, attribute
-from analyzer.classify.roles import ROLES, channel_role, roles_of, split_bytes
+from analyzer.classify.roles import ROLES, channel_role, other_by_kind, roles_of, split_bytes
 from analyzer.classify.signatures import CONTRACT_APPS, Signatures, load_signatures
 from analyzer.common.records import records as frame_records
 from analyzer.dissect import registry
@@ -23,7 +23,8 @@ from analyzer.dissect.names import host_name
 
 __all__ = ["CONTRACT_APPS", "ROLES", "Signatures", "classify_flows", "classify_scan", "load_signatures"]
 
-OUTPUT_COLUMNS = ("app", "app_confidence", "app_evidence", "protocol", "hostname", "roles", "bytes_by_role")
+OUTPUT_COLUMNS = ("app", "app_confidence", "app_evidence", "protocol", "hostname", "roles", "bytes_by_role",
+                  "other_by_kind")
 
 # Dominant payload kind -> protocol name, for flows whose samples said nothing (declared by the
 # protocol modules, analyzer/dissect/registry.py).
@@ -62,6 +63,7 @@ def classify_flows(
         split, roles = _roles(flow, f, att, protocol, kb)
         cols["roles"].append(roles)
         cols["bytes_by_role"].append(split)
+        cols["other_by_kind"].append(other_by_kind(kb))
     for col, values in cols.items():
         out[col] = pd.Series(values, index=out.index, dtype=object)
     out["app_confidence"] = out["app_confidence"].astype(float)

@@ -17,6 +17,10 @@ ROLES = ("signaling", "key_exchange", "media", "nat_traversal", "dns", "other")
 # The fixed role of each payload kind's bytes, declared by the protocol modules; kinds without
 # one (TCP/TLS/QUIC/SIP bytes, empty packets, unrecognised payload) take the channel role.
 KIND_ROLE: dict[str, str] = registry.KIND_ROLE
+# Filler on the media path that carries no audio or video (issue 13; role `other` in the
+# declarations of zoom.py and rtp.py): Zoom's bandwidth probes (inner type 0x15) and keep-alives
+# (0x0a), and RTP packets that are all padding. `other_by_kind` says what a flow's such bytes were.
+FILLER_KINDS = ("zoom_probe", "zoom_keepalive", "rtp_padding")
 
 _MEDIA_PROTOCOLS = frozenset(("rtp", "srtp", "zoom", "dtls", "zrtp"))
 
@@ -83,3 +87,9 @@ def roles_of(split: dict[str, int], chan: str, transport: str, channel: str | No
     if not roles:
         roles.add(chan)
     return [r for r in ROLES if r in roles]
+
+
+def other_by_kind(kind_bytes: dict[str, int]) -> dict[str, int]:
+    """The protocol detail of a flow's `other` bytes that have a per-packet kind (probes,
+    keep-alives, padding-only RTP): kind -> bytes, only the kinds present."""
+    return {k: int(kind_bytes[k]) for k in FILLER_KINDS if kind_bytes.get(k, 0) > 0}

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from analyzer.cli.output import check_output_dir, print_capture_notes
 from analyzer.cli.progress import EXIT_OK, EXIT_USAGE, progress_bar
 from analyzer.cli.workers import parallel_options
 from analyzer.errors import ConfscopeError, OptionError
@@ -21,6 +22,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     from analyzer.session.build import analyze
 
     formats = parse_formats(args.format)
+    check_output_dir(args.output)
     # Redirected output (CI logs, `| tee`) would otherwise wrap at 80 columns.
     console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 132)
     worst = EXIT_OK
@@ -50,6 +52,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             print(f"confscope: error: {one_line(str(exc))}", file=sys.stderr)
             worst = max(worst, EXIT_USAGE)
             continue
+        print_capture_notes(session.report["capture"], capture if len(args.captures) > 1 else None)
         out = report_dir(args.output, capture, used)
         written = write_reports(session.report, session.flows, out, formats)
         render_summary(session.report, console)

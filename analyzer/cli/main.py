@@ -12,14 +12,18 @@ import sys
 from collections.abc import Callable, Sequence
 
 from analyzer import __version__
+from analyzer.cli.output import check_output_file, one_line, print_capture_notes
 from analyzer.cli.progress import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, progress_bar
 from analyzer.cli.workers import add_workers_options, parallel_options
-from analyzer.errors import ConfscopeError
+from analyzer.errors import ConfscopeError, OptionError
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other usage error
         self.exit(EXIT_USAGE, f"confscope: error: {message}\n")
+
+
+CAPTURE_HELP = "pcap or pcapng file, optionally gzip-compressed"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,28 +41,49 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     a = sub.add_parser("analyze", parents=[common], help="analyse captures and write reports")
-    a.add_argument("captures", nargs="+", metavar="CAPTURE")
-    a.add_argument("-o", "--output", default="reports", metavar="DIR")
-    a.add_argument("--format", default="json,md,html,csv,parquet", help="comma-separated: json,md,html,csv,parquet")
+    a.add_argument("captures", nargs="+", metavar="CAPTURE", help=CAPTURE_HELP)
+    a.add_argument(
+        "-o", "--output", default="reports", metavar="DIR",
+        help="folder for the reports, one subfolder per capture; created if missing (default: %(default)s)",
+    )
+    a.add_argument(
+        "--format", default="json,md,html,csv,parquet",
+        help="comma-separated report formats out of json,md,html,csv,parquet (default: %(default)s)",
+    )
     _add_geo_policy_options(a)
     _add_progress_option(a)
     _add_fifo_option(a)
     add_workers_options(a)
 
     f = sub.add_parser("flows", parents=[common], help="print or write the flow table of one capture")
-    f.add_argument("capture", metavar="CAPTURE")
-    f.add_argument("--format", default="csv", choices=("csv", "json", "parquet"))
-    f.add_argument("-o", "--output", default="-", metavar="FILE", help="default: standard output (csv, json)")
-    f.add_argument("--engine", default="native", choices=("native", "tshark", "scapy"))
+    f.add_argument("capture", metavar="CAPTURE", help=CAPTURE_HELP)
+    f.add_argument("--format", default="csv", choices=("csv", "json", "parquet"), help="(default: %(default)s)")
+    f.add_argument(
+        "-o", "--output", default="-", metavar="FILE",
+        help="file to write; its folder must exist (default: standard output, csv and json only)",
+    )
+    f.add_argument(
+        "--engine", default="native", choices=("native", "tshark", "scapy"),
+        help="who builds the 5-tuple flows (default: %(default)s); app, protocol, roles and hostname come "
+        "from confscope's dissection whatever the engine",
+    )
     f.add_argument("--no-dissect", action="store_true", help="5-tuple flows only: skip dissection and apps")
+    f.add_argument(
+        "--columns", metavar="COL,COL",
+        help="only these columns, in this order (e.g. flow_id,server_ip,app,roles,hostname); "
+        "safer than `cut`, which splits quoted cells (default: all)",
+    )
     add_workers_options(f)
     _add_progress_option(f)
     _add_fifo_option(f)
 
     g = sub.add_parser("geo", parents=[common], help="geolocate addresses")
-    g.add_argument("ips", nargs="+", metavar="IP")
-    g.add_argument("--format", default="table", choices=("table", "json", "csv"))
-    g.add_argument("--geoip", action="append", default=[], metavar="DB.mmdb")
+    g.add_argument("ips", nargs="+", metavar="IP", help="IPv4 or IPv6 addresses")
+    g.add_argument("--format", default="table", choices=("table", "json", "csv"), help="(default: %(default)s)")
+    g.add_argument(
+        "--geoip", action="append", default=[], metavar="DB.mmdb",
+        help="MaxMind-format database asked before the embedded data (repeatable)",
+    )
 
     from analyzer.cli.batch import EPILOG as BATCH_EPILOG
 
@@ -66,9 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         "batch", parents=[common], help="analyse many captures (local processes or a Dask cluster)",
         epilog=BATCH_EPILOG,
     )
-    b.add_argument("inputs", nargs="+", metavar="DIR|GLOB|FILE")
-    b.add_argument("-o", "--output", required=True, metavar="DIR")
-    b.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    b.add_argument("inputs", nargs="+", metavar="DIR|GLOB|FILE", help="captures, folders of captures or globs")
+    b.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for reports, dataset and summary")
+    b.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+        help="local worker processes (default: the number of CPUs, here %(default)s)",
+    )
     b.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
     b.add_argument("--force", action="store_true", help="redo captures that already have a report")
     b.add_argument("--merge", action="store_true", help="treat all inputs as one capture (rotated files)")
@@ -80,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a lone capture at least this large is scanned as byte ranges by the workers, without "
         "media streams (default 4295, i.e. 4 GiB)",
     )
-    b.add_argument("--format", default="json,md,html,csv,parquet")
+    b.add_argument(
+        "--format", default="json,md,html,csv,parquet", help="report formats per capture (default: %(default)s)"
+    )
     b.add_argument(
         "--worker-memory", type=int, default=None, metavar="MIB",
         help="bound each local worker's address space (RLIMIT_AS); a capture over it fails alone",
@@ -93,15 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_campaign(sub, common, _add_geo_policy_options, os.cpu_count() or 1)
 
     v = sub.add_parser("verify", parents=[common], help="compare the native engine with tshark on one capture")
-    v.add_argument("capture", metavar="CAPTURE")
+    v.add_argument("capture", metavar="CAPTURE", help=CAPTURE_HELP)
     v.add_argument(
         "--timeout", type=float, default=None, metavar="SECONDS", help="stop tshark after this (default 600)"
     )
 
     d = sub.add_parser("demo", parents=[common], help="write the Citizen-Lab-like demo capture and analyse it")
-    d.add_argument("-o", "--output", default="reports", metavar="DIR")
-    d.add_argument("--capture", default=None, metavar="FILE", help="where to write the demo capture")
-    d.add_argument("--format", default="json,md,html,csv,parquet")
+    d.add_argument("-o", "--output", default="reports", metavar="DIR", help="(default: %(default)s)")
+    d.add_argument(
+        "--capture", default=None, metavar="FILE",
+        help="where to write the demo capture (default: DIR/demo-zoom-call.pcap)",
+    )
+    d.add_argument("--format", default="json,md,html,csv,parquet", help="(default: %(default)s)")
     return p
 
 
@@ -110,10 +143,15 @@ def _add_geo_policy_options(p: argparse.ArgumentParser) -> None:
         "--geoip", action="append", default=[], metavar="DB.mmdb", help="MaxMind-format database (repeatable)"
     )
     grp = p.add_mutually_exclusive_group()
-    grp.add_argument("--allow", metavar="CC,CC", help="countries allowed to carry the call")
+    grp.add_argument(
+        "--allow", metavar="CC,CC", help="countries allowed to carry the call (ISO codes; USA, UK accepted)"
+    )
     grp.add_argument("--region", metavar="NAME", help="a named region, e.g. north-america, eu")
     grp.add_argument("--policy", metavar="FILE.toml", help="allowed countries per role")
-    p.add_argument("--vantage", metavar="CC|LAT,LON", help="where the capture was taken")
+    p.add_argument(
+        "--vantage", metavar="CC|LAT,LON",
+        help="where the capture was taken (default: learnt from the capture's STUN mapped addresses)",
+    )
     p.add_argument(
         "--anonymize",
         metavar="KEY",
@@ -134,12 +172,16 @@ def _add_fifo_option(p: argparse.ArgumentParser) -> None:
 
 
 def _add_progress_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
+    p.add_argument(
+        "--progress", choices=("auto", "always", "never"), default="auto",
+        help="progress bar on stderr; auto: on a terminal for captures above 20 MB (default: %(default)s)",
+    )
 
 
 def cmd_flows(args: argparse.Namespace) -> int:
     from analyzer.session.flowtable import flow_table
 
+    check_output_file(args.output)
     with progress_bar(args.capture, args.progress) as progress:
         table, info = flow_table(
             args.capture,
@@ -150,19 +192,28 @@ def cmd_flows(args: argparse.Namespace) -> int:
             **parallel_options(args),
         )
     from analyzer.report.tabular import write_flow_table
+    from analyzer.session.flowtable import select_columns
 
+    if args.columns:
+        table = select_columns(table, args.columns)
     write_flow_table(table, args.format, args.output)
-    for w in info.get("warnings", [])[:20]:
-        print(f"confscope: warning: {_one_line(w)}", file=sys.stderr)
-    skipped = info.get("skipped_packets", 0)
-    if skipped:
-        print(f"confscope: {skipped} packets not in any flow: {info.get('skipped_by_reason')}", file=sys.stderr)
+    print_capture_notes(info)
     return EXIT_OK
 
 
 def cmd_geo(args: argparse.Namespace) -> int:
+    import ipaddress
+
     from analyzer.cli.geo import run_geo
 
+    bad = []
+    for ip in args.ips:
+        try:
+            ipaddress.ip_address(ip.strip())
+        except ValueError:
+            bad.append(ip)
+    if bad:
+        raise OptionError(f"not an IP address: {', '.join(bad)}")
     sys.stdout.write(run_geo(args.ips, args.format, args.geoip))
     return EXIT_OK
 
@@ -211,17 +262,22 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def _one_line(text: object) -> str:
-    """Errors and warnings may quote captured bytes: keep them on one printable line."""
-    from analyzer.report.sanitize import one_line
-
-    return one_line(str(text))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line without the console's start-up measure (analyzer/cli/startup.py);
     returns the exit code."""
-    return run(build_parser().parse_args(argv))
+    return run(parse_args(argv))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed arguments; bare `confscope` prints the usage with the command list (not just
+    "required: command") and exits 2."""
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else list(argv)):
+        parser.print_help(sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -235,7 +291,8 @@ def _run(args: argparse.Namespace) -> int:
     except ConfscopeError as exc:
         if args.debug:
             raise
-        print(f"confscope: error: {_one_line(exc)}", file=sys.stderr)
+        text = exc.cli_message() if isinstance(exc, OptionError) else str(exc)
+        print(f"confscope: error: {one_line(text)}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         # `confscope flows x.pcap | head` closes the pipe early; that is not an error.
@@ -250,8 +307,13 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:  # a bug, not bad input: still one line, but a distinct exit code
         if args.debug:
             raise
+        if isinstance(exc, OSError) and exc.filename:
+            # A file the user named (or a folder to write into) cannot be read or written: bad
+            # input, not a bug. Only errors that name a path count.
+            print(f"confscope: error: {one_line(exc.filename)}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
         print(
-            f"confscope: internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug and report it",
+            f"confscope: internal error ({type(exc).__name__}: {one_line(exc)}); rerun with --debug and report it",
             file=sys.stderr,
         )
         return EXIT_INTERNAL

@@ -34,9 +34,9 @@ def import_pandas_without_pyarrow() -> bool:
 def console() -> None:
     """Entry point of the `confscope` script: pandas without pyarrow (unless --plain-start), then
     the command line."""
-    from analyzer.cli.main import build_parser, run
+    from analyzer.cli.main import parse_args, run
 
-    args = build_parser().parse_args()
+    args = parse_args()
     if not args.plain_start:
         import_pandas_without_pyarrow()
     raise SystemExit(run(args))

@@ -16,12 +16,12 @@
 enum {
     K_NONE, K_OTHER, K_TCP, K_TLS_HANDSHAKE, K_TLS_APPDATA, K_STUN, K_TURN_CHANNEL, K_DTLS_HANDSHAKE,
     K_DTLS_APPDATA, K_RTP, K_RTCP, K_ZRTP, K_ZOOM_MEDIA, K_ZOOM_PROBE, K_ZOOM_CONTROL, K_QUIC_LONG,
-    K_QUIC_SHORT, K_DNS, K_SIP, K_SSDP
+    K_QUIC_SHORT, K_DNS, K_SIP, K_ZOOM_KEEPALIVE, K_RTP_PADDING, K_SSDP
 };
 static const char *const KIND_NAMES[] = {
     "none", "other", "tcp", "tls_handshake", "tls_appdata", "stun", "turn_channel", "dtls_handshake",
     "dtls_appdata", "rtp", "rtcp", "zrtp", "zoom_media", "zoom_probe", "zoom_control", "quic_long",
-    "quic_short", "dns", "sip", "ssdp", NULL,
+    "quic_short", "dns", "sip", "zoom_keepalive", "rtp_padding", "ssdp", NULL,
 };
 /* The rules of udp_kind() and tcp_kind(), in the order they are tried (registry rule names). */
 static const char *const UDP_RULES[] = {
@@ -67,6 +67,15 @@ static int rtp_ok(const Pay *b, int64_t rel) {
     return ok && rel + hl <= plen;
 }
 
+/* rtp.padding_only: P set and the padding count covers all bytes after the header. */
+static int rtp_padding_only(const Pay *b) {
+    int64_t b0 = at(b, 0), plen = b->n;
+    int64_t hl = 12 + 4 * (nonneg(b0) & 0x0F);
+    if ((nonneg(b0) & 0x10) != 0) hl = hl + 4 + 4 * nonneg(u16(b, hl + 2));
+    int64_t pad = at(b, plen - 1);
+    return b0 >= 0 && (nonneg(b0) & 0x20) != 0 && pad > 0 && hl + pad == plen;
+}
+
 static int rtcp_ok(const Pay *b, int64_t rel) {
     int64_t b0 = at(b, rel), b1 = at(b, rel + 1), words = u16(b, rel + 2);
     return shr(b0, 6) == 2 && b1 >= 192 && b1 <= 223 && words >= 0 && rel + 4 * (words + 1) <= b->n;
@@ -105,6 +114,7 @@ static int zoom_sfu(const Pay *b) {
     int64_t t_b = at(b, 8), t_a = at(b, 1);
     int64_t t_rest = (gen_b && zoom_known(t_b)) ? t_b : (zoom_known(t_a) ? t_a : -1);
     if (data && t_rest == 0x15) return K_ZOOM_PROBE;
+    if (data && t_rest == 0x0A) return K_ZOOM_KEEPALIVE;
     if (setup || data) return K_ZOOM_CONTROL;
     return -1;
 }
@@ -201,7 +211,7 @@ static int udp_kind(const Pay *b, int64_t sp, int64_t dp) {
     }
     if (b0 >= 128 && b0 <= 191) {
         if (rtcp_ok(b, 0)) return K_RTCP;
-        if (rtp_ok(b, 0)) return K_RTP;
+        if (rtp_ok(b, 0)) return rtp_padding_only(b) ? K_RTP_PADDING : K_RTP;
     }
     if (ssdp(b, sp, dp)) return K_SSDP;
     if (sip(b, sp, dp)) return K_SIP;
@@ -240,7 +250,7 @@ static void kinds_loop(const uint8_t *buf, int64_t buflen, const int64_t *off, c
     }
 }
 
-/* Where the RTP header of a media packet starts and what it says (media.rtp_header_fields). */
+/* Where the RTP header of a media packet starts and what it says (rtpcolumns.rtp_header_fields). */
 enum { M_AUDIO = 1, M_VIDEO = 2, M_SCREEN = 3 };
 
 static void rtp_fields_one(const Pay *b, int kind, int64_t sp, int64_t dp, int64_t *o) {

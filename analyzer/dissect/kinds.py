@@ -26,7 +26,7 @@ KIND_NAMES: tuple[str, ...] = registry.KIND_NAMES
 KIND_CODES: dict[str, int] = registry.KIND_CODES
 CONTROL_KINDS: frozenset[str] = registry.CONTROL_KINDS
 NONE, OTHER, TCP = KIND_CODES["none"], KIND_CODES["other"], KIND_CODES["tcp"]
-RTP, ZOOM_MEDIA = KIND_CODES["rtp"], KIND_CODES["zoom_media"]  # the media tap's kinds
+RTP, RTCP, ZOOM_MEDIA = KIND_CODES["rtp"], KIND_CODES["rtcp"], KIND_CODES["zoom_media"]  # the media tap's kinds
 
 PROTO_TCP = 6
 PROTO_UDP = 17

@@ -72,6 +72,13 @@ def parse_rtp(data: bytes) -> RtpHeader | None:
         return None
 
 
+def is_padding_only(hdr: RtpHeader, data: bytes) -> bool:
+    """RFC 3550 5.1: P is set and the padding count (the last byte) covers every byte after the
+    header, so the packet carries no media (WebRTC's bandwidth-probe padding). The scalar twin of
+    the `rtp_padding` payload kind (kinds.py)."""
+    return hdr.padding and hdr.payload_length > 0 and data[-1] == hdr.payload_length
+
+
 def _parse_rtp(data: bytes) -> RtpHeader | None:
     n = len(data)
     if n < 12:
@@ -208,12 +215,24 @@ def rtcp_ok(b: Bytes, plen: np.ndarray, rel: np.ndarray) -> np.ndarray:
     return (b0 >> 6 == 2) & (b1 >= 192) & (b1 <= 223) & (words >= 0) & (rel + 4 * (words + 1) <= plen)
 
 
-def _rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def padding_only(b: Bytes, plen: np.ndarray) -> np.ndarray:
+    """An RTP packet at offset 0 that is all padding (column rule; `is_padding_only` per packet)."""
+    # RFC 3550 5.1: P set and the last byte (the padding count) covers everything after the
+    # header, so the packet carries no payload (WebRTC's bandwidth-probe padding, RFC 4588 RTX).
+    b0 = b.at(0)
+    hl = 12 + 4 * (np.maximum(b0, 0) & 0x0F)
+    has_x = (np.maximum(b0, 0) & 0x10) != 0
+    hl = np.where(has_x, hl + 4 + 4 * np.maximum(b.u16(hl + 2), 0), hl)
+    pad = b.at(plen - 1)
+    return (b0 >= 0) & ((np.maximum(b0, 0) & 0x20) != 0) & (pad > 0) & (hl + pad == plen)
+
+
+def _rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     b0 = b.at(0)
     v2 = (b0 >= 128) & (b0 <= 191)  # RFC 7983: RTP/RTCP range
     rtcp = on(v2, b, lambda x, n: rtcp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
     rtp = on(v2, b, lambda x, n: rtp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
-    return rtcp, rtp
+    return rtcp, rtp & on(rtp, b, padding_only), rtp
 
 
 @dataclass
@@ -283,8 +302,14 @@ def _is_srtp(f: dict) -> bool:
 
 DISSECTOR = Dissector(
     name="rtp",
-    kinds=(Kind("rtp", 9, role="media", label="rtp"), Kind("rtcp", 10, role="media", label="rtp")),
-    rules=(Rule("rtp", "udp", 90, ("rtcp", "rtp"), _rule),),
+    kinds=(
+        Kind("rtp", 9, role="media", label="rtp"),
+        Kind("rtcp", 10, role="media", label="rtp"),
+        # RTP that is all padding carries no audio or video: filler, role `other` (issue 13).
+        # Added after the first kinds, so its code comes after theirs.
+        Kind("rtp_padding", 20, role="other", label="rtp"),
+    ),
+    rules=(Rule("rtp", "udp", 90, ("rtcp", "rtp_padding", "rtp"), _rule),),
     facts=(
         ("rtp_ssrcs", "list<i64>"),
         ("rtp_payload_types", "list<i64>"),

@@ -85,6 +85,7 @@ _MIKEY_TYPES = {
 # Anything after "inline:" up to a separator is key material (RFC 4568 key-params).
 _INLINE_RE = re.compile(rb"(inline:)[^\s|;]*", re.IGNORECASE)
 _SUITE_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_RTPMAP_RE = re.compile(r"(\d{1,3})\s+([^/\s]{1,64})/(\d{1,8})")
 _MIKEY_RE = re.compile(rb"(a=key-mgmt:\s*mikey\s+)\S+", re.IGNORECASE)
 
 
@@ -123,6 +124,8 @@ class SdpMedia:
     key_mgmt: tuple[KeyMgmt, ...]
     zrtp_hash: bool
     rtcp_mux: bool
+    # a=rtpmap:<pt> <encoding>/<clock rate>[/<channels>] (RFC 8866 6.6): the RTP clock per PT
+    rtpmap: tuple[tuple[int, str, int], ...] = ()
 
     @property
     def payload_types(self) -> tuple[int, ...]:
@@ -255,6 +258,7 @@ class _Block:
         self.key_mgmt: list[KeyMgmt] = []
         self.zrtp_hash = False
         self.rtcp_mux = False
+        self.rtpmap: list[tuple[int, str, int]] = []
 
     def attribute(self, attr: str) -> None:
         name, _, value = attr.partition(":")
@@ -276,6 +280,10 @@ class _Block:
             self.zrtp_hash = True
         elif name == "rtcp-mux":
             self.rtcp_mux = True
+        elif name == "rtpmap" and len(self.rtpmap) < 64:
+            m = _RTPMAP_RE.match(value)
+            if m and int(m.group(1)) < 128 and 0 < int(m.group(3)) <= 10_000_000:
+                self.rtpmap.append((int(m.group(1)), m.group(2)[:32], int(m.group(3))))
 
 
 def parse_sdp(body: bytes | str) -> Sdp:
@@ -329,6 +337,7 @@ def parse_sdp(body: bytes | str) -> Sdp:
                 key_mgmt=tuple(blk.key_mgmt),
                 zrtp_hash=blk.zrtp_hash,
                 rtcp_mux=blk.rtcp_mux,
+                rtpmap=tuple(blk.rtpmap),
             )
             for m, port, proto, fmts, blk in media
         ),
@@ -487,6 +496,8 @@ def _facts(ctx: FlowContext, msg: SipMessage) -> None:
         ip = m.connection or default_ip
         if ip and m.port:
             f.add("sdp_media", (ip, int(m.port)))
+            for pt, enc, clock in m.rtpmap:
+                f.add("sdp_rtpmap", (ip, int(m.port), m.media, pt, enc, clock))
 
 
 def _packet(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
@@ -516,6 +527,8 @@ DISSECTOR = Dissector(
         ("sip_methods", "list<str>"),
         ("sdp_key_exchange", "list<str>"),
         ("sdp_media", "list<addr>"),
+        # (ip, port, media, pt, encoding, clock) per a=rtpmap of each m= section (the RTP clock per PT)
+        ("sdp_rtpmap", "list<rtpmap>"),
     ),
     labels=(("sip", 60),),
     udp_packet=(PacketHook(110, _packet),),

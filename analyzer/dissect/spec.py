@@ -79,7 +79,7 @@ class Dissector:
     kinds: tuple[Kind, ...] = ()
     rules: tuple[Rule, ...] = ()
     # (column, type) with a type of batch/schema.TYPE_NAMES: "str", "bool", "i64", "f64",
-    # "list<str>", "list<i64>", "list<addr>" (a list of (ip, port) pairs), ...
+    # "list<str>", "list<i64>", "list<addr>" (a list of (ip, port) pairs), "list<rtpmap>", ...
     facts: tuple[tuple[str, str], ...] = ()
     # Protocol labels this dissector may put in a flow's `protocols` and their rank: when a flow
     # carries several, the lowest rank (the one that carries the payload) names the flow.

@@ -85,7 +85,7 @@ def _packet(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
 DISSECTOR = Dissector(
     name="ssdp",
     # Discovery on the LAN: neither the call's signaling nor its media.
-    kinds=(Kind("ssdp", 19, role="other", label="ssdp"),),
+    kinds=(Kind("ssdp", 21, role="other", label="ssdp"),),
     rules=(Rule("ssdp", "udp", 105, ("ssdp",), _rule),),
     facts=(("ssdp_targets", "list<str>"), ("ssdp_server", "str")),
     labels=(("ssdp", 135),),

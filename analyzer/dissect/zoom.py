@@ -311,8 +311,8 @@ def media_ok(b: Bytes, plen: np.ndarray, inner: int | np.ndarray) -> np.ndarray:
     return rtp | rtcp
 
 
-def _sfu(b: Bytes, plen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(media, probe, control) masks for a payload on a Zoom SFU flow (protocols.md 1.1-1.2)."""
+def _sfu(b: Bytes, plen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(media, probe, keep-alive, control) masks for a payload on a Zoom SFU flow (protocols.md 1.1-1.2)."""
     b0 = b.at(0)
     setup = np.zeros(b0.shape, dtype=bool)
     for t, min_len in _SETUP_MIN_LEN.items():
@@ -325,11 +325,12 @@ def _sfu(b: Bytes, plen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     known_b = gen_b & member(t_b, _KNOWN_SORTED)
     t_rest = np.where(known_b, t_b, np.where(member(t_a, _KNOWN_SORTED), t_a, -1))
     probe = data & ~media & (t_rest == INNER_PROBE)
-    control = setup | (data & ~media & ~probe)
-    return media, probe, control
+    keepalive = data & ~media & (t_rest == INNER_KEEPALIVE)
+    control = setup | (data & ~media & ~probe & ~keepalive)
+    return media, probe, keepalive, control
 
 
-def _sfu_rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sfu_rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> tuple[np.ndarray, ...]:
     b0 = b.at(0)
     return on(port_in(sport, dport, ZOOM_UDP_PORTS) & (b0 >= 0x01) & (b0 <= SFU_MEDIA), b, _sfu)
 
@@ -390,12 +391,16 @@ DISSECTOR = Dissector(
     name="zoom",
     kinds=(
         Kind("zoom_media", 12, role="media", label="zoom"),
-        Kind("zoom_probe", 13, role="media", label="zoom"),  # bandwidth probes on the media path
+        # Filler on the media path that carries no audio or video (issue 13): bandwidth probes
+        # (inner type 0x15) and keep-alives (0x0a). Their bytes are not media; the flow's
+        # `other_by_kind` says what they were. The keep-alive came later, so its code is higher.
+        Kind("zoom_probe", 13, role="other", label="zoom"),
+        Kind("zoom_keepalive", 19, role="other", label="zoom"),
         # In-band control of the media channel, like RTCP.
         Kind("zoom_control", 14, role="media", control=True, label="zoom"),
     ),
     rules=(
-        Rule("zoom_sfu", "udp", 70, ("zoom_media", "zoom_probe", "zoom_control"), _sfu_rule),
+        Rule("zoom_sfu", "udp", 70, ("zoom_media", "zoom_probe", "zoom_keepalive", "zoom_control"), _sfu_rule),
         Rule("zoom_p2p", "udp", 80, ("zoom_media", "zoom_probe", "zoom_control"), _p2p_rule),
     ),
     facts=(

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from analyzer.errors import ConfscopeError
-
 EXIT_SAME, EXIT_DIFFERENT, EXIT_UNUSABLE = 0, 1, 2
 DEFAULT_TRANSPORTS = ("tcp", "udp")
 
@@ -128,11 +126,10 @@ def run_verify(path: str | os.PathLike, timeout: float | None = None) -> tuple[s
     from analyzer.engines import build_flows
     from analyzer.engines.tshark import TIMEOUT_S, tshark_flows
 
-    try:
-        native = build_flows(path, engine="native")
-        other = tshark_flows(path, timeout=TIMEOUT_S if timeout is None else timeout)
-    except ConfscopeError as exc:
-        return f"confscope verify: {exc}", EXIT_UNUSABLE
+    # An unusable capture or a missing tshark raise ConfscopeError: the CLI prints it like every
+    # other command's error (one line on stderr, exit 2 = EXIT_UNUSABLE).
+    native = build_flows(path, engine="native")
+    other = tshark_flows(path, timeout=TIMEOUT_S if timeout is None else timeout)
     diff = compare_flows(native, other, transports=DEFAULT_TRANSPORTS)
     allflows = compare_flows(native, other, transports=None)
     text = (

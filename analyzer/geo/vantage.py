@@ -39,12 +39,12 @@ def parse_vantage(text: str) -> Vantage:
     if m:
         lat, lon = float(m.group(1)), float(m.group(2))
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
-            raise OptionError(f"--vantage {text!r}: latitude must be in [-90, 90], longitude in [-180, 180]")
+            raise OptionError("latitude must be in [-90, 90], longitude in [-180, 180]", "vantage", text)
         return Vantage(lat, lon, country_at(lat, lon), "option:coordinates")
     cc = (text or "").strip().upper()
     centre = country_centroid(cc) if re.fullmatch(r"[A-Z]{2}", cc) else None
     if centre is None:
-        raise OptionError(f"--vantage {text!r}: expected an ISO country code (e.g. DE) or LAT,LON")
+        raise OptionError("expected an ISO country code (e.g. DE) or LAT,LON", "vantage", text)
     return Vantage(centre[0], centre[1], cc, "option:country")
 
 

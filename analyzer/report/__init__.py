@@ -52,10 +52,28 @@ def parse_formats(text: str) -> list[str]:
     return wanted
 
 
+# Suffixes dropped from a capture's file name to name its report folder: compression first,
+# then the capture format (`teams.pcap.gz` -> `teams`).
+_COMPRESSION_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".lz4")
+_CAPTURE_SUFFIXES = (".pcapng", ".pcap", ".cap", ".ntar", ".dmp")
+
+
+def capture_stem(capture: str | Path) -> str:
+    """The capture's file name without compression and capture extensions."""
+    name = Path(capture).name
+    for group in (_COMPRESSION_SUFFIXES, _CAPTURE_SUFFIXES):
+        for suffix in group:
+            if name.lower().endswith(suffix) and len(name) > len(suffix):
+                name = name[: -len(suffix)]
+                break
+    return name
+
+
 def report_dir(out: str | Path, capture: str | Path, used: set[str]) -> Path:
     """DIR/<capture stem>, made unique; the stem comes from the file name the user gave, cleaned."""
-    given = "stdin" if str(capture) == "-" else Path(capture).stem  # `-` reads standard input
-    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in given)[:80].strip(".") or "capture"
+    given = "stdin" if str(capture) == "-" else capture_stem(capture)  # `-` reads standard input
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in given)
+    stem = cleaned[:80].strip(".") or "capture"
     name, k = stem, 2
     while name in used:
         name, k = f"{stem}-{k}", k + 1
@@ -91,9 +109,16 @@ def write_reports(
     flows: pd.DataFrame | None,
     out_dir: str | Path,
     formats: Iterable[str] = FORMATS,
+    *,
+    streams: pd.DataFrame | None = None,
+    stream_seconds: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write the chosen formats into out_dir (created if needed); returns format -> path written.
     Report files of other formats left by an earlier run into the same folder are removed.
+
+    With parquet, the media streams and their per-second time series (when given) are written
+    beside flows.parquet as streams.parquet and stream_seconds.parquet (keys `streams_parquet`,
+    `stream_seconds_parquet`).
 
     Raises ValueError for an unknown format name.
     """
@@ -132,4 +157,8 @@ def write_reports(
             written[fmt] = write_csv(flows, path)
         elif fmt == "parquet":
             written[fmt] = write_parquet(flows, path)
+            if streams is not None:
+                written["streams_parquet"] = write_parquet(streams, out / "streams.parquet")
+            if stream_seconds is not None:
+                written["stream_seconds_parquet"] = write_parquet(stream_seconds, out / "stream_seconds.parquet")
     return written

@@ -58,11 +58,40 @@ def primary_role(roles: Any) -> str:
 
 
 def role_columns(report: dict[str, Any]) -> list[str]:
-    """Roles present in the countries table, in canonical order, unknown ones last."""
+    """Roles present in the countries table (by bytes or by flows), canonical order, unknown last."""
     seen: set[str] = set()
     for c in report.get("countries") or []:
         seen.update(str(k) for k in (c.get("bytes_by_role") or {}))
+        seen.update(str(k) for k in (c.get("flows_by_role") or {}))
     return [r for r in ROLES if r in seen] + sorted(seen - set(ROLES))
+
+
+# A role some flows of a country carry while their bytes count under another role.
+SHARED_MARK = "shared"
+SHARED_NOTE = (
+    "Each byte is counted once, under the role of the packet that carried it. \"shared\": flows to "
+    "this country carry this role too, but their bytes count under another role (a TLS channel "
+    "that delivers keys is signaling as well; all its bytes are key exchange)."
+)
+
+
+def role_cell(row: dict[str, Any], role: str) -> str:
+    """A country's cell for `role`: its bytes, `shared` when its flows carry the role but their
+    bytes count under another one, or empty. Policy findings name flows by role, so a role named
+    in a finding never shows an empty cell."""
+    from analyzer.report.sanitize import human_bytes
+
+    n = (row.get("bytes_by_role") or {}).get(role)
+    if n:
+        return human_bytes(n)
+    if (row.get("flows_by_role") or {}).get(role):
+        return SHARED_MARK
+    return ""
+
+
+def has_shared(report: dict[str, Any]) -> bool:
+    """Whether any country shows a `shared` cell (renderers then print SHARED_NOTE)."""
+    return any(role_cell(c, r) == SHARED_MARK for c in report.get("countries") or [] for r in role_columns(report))
 
 
 def sorted_findings(report: dict[str, Any]) -> list[dict[str, Any]]:

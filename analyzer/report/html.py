@@ -16,11 +16,18 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.common.words import capture_time, human_duration
 from analyzer.report import common
 from analyzer.report.jsonout import order_report
 from analyzer.report.sanitize import human_bytes, json_for_script, strip_terminal, text, to_plain
-from analyzer.report.svgcharts import country_role_bars, flow_timeline, legend
-from analyzer.report.worldmap import world_map
+from analyzer.report.svgcharts import (
+    JITTER_MARK_MS,
+    MAX_STREAM_CHARTS,
+    country_role_bars,
+    flow_timeline,
+    stream_chart,
+)
+from analyzer.report.worldmap import map_legend, world_map
 
 MAX_TABLE_ROWS = 5000
 
@@ -33,21 +40,31 @@ h1{font-size:22px;margin:8px 0}h2{font-size:17px;margin:28px 0 8px;border-bottom
 padding:8px 12px;min-width:150px}.card b{display:block;font-size:18px}.card span{color:var(--mut)}
 table{border-collapse:collapse;width:100%;margin:6px 0}th,td{border:1px solid var(--bd);padding:3px 6px;
 text-align:left;vertical-align:top}tbody tr:nth-child(even){background:var(--alt)}td.n,th.n{text-align:right}
-table.sortable th{cursor:pointer;user-select:none;background:#eef1f4}
+td.n{white-space:nowrap}table.sortable th{cursor:pointer;user-select:none;background:#eef1f4}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 .wrap{overflow-x:auto}
 .sev{display:inline-block;border-radius:4px;padding:0 6px;color:#fff;font-weight:600;font-size:12px}
 .sev-critical{background:#a50026}.sev-high{background:#d73027}.sev-medium{background:#b8860b}
 .sev-low{background:#4575b4}.sev-info{background:#777}.note{color:var(--mut);font-size:13px}
 code,.mono,.ip{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
-.mono{overflow-wrap:anywhere}.ip{white-space:nowrap}
+.mono{overflow-wrap:anywhere}.ip{white-space:nowrap}td.org{min-width:7em}
+@media (max-width:1150px){body{padding:12px}#flow-table{font-size:12.5px}#flow-table td,#flow-table th{padding:2px 4px}
+#flow-table .ip,#flow-table .mono{font-size:11.5px}}.host{color:var(--mut)}
 svg text{font:12px system-ui,sans-serif;fill:#1d2125}svg .tlb{font-size:10.5px}svg .lb{font-weight:600}
 svg .grid{stroke:#e3e7eb}.map .sea{fill:#eef5fb}.map .grat{stroke:#dbe6f0;stroke-width:.6}
 .map .land{fill:#dcdcdc;stroke:#fff;stroke-width:.5}.map .used{fill:#b9d3ea}
 .map .kx{fill:#f4b183;stroke:#D55E00;stroke-width:1.2}.map .link{fill:none;stroke-width:1.3;opacity:.55}
 .conf-contested{color:#b35900;font-weight:bold}.conf-confirmed{font-weight:bold}
-.map .ep{stroke:#fff;stroke-width:1.3}.map .vantage{fill:#111;stroke:#fff;stroke-width:1}
+.map .ep,.chart .ep{stroke:#fff;stroke-width:1.3;vector-effect:non-scaling-stroke}
+.vantage{fill:#111;stroke:#fff;stroke-width:1;vector-effect:non-scaling-stroke}
+.map .land,.map .link,.map .grat{vector-effect:non-scaling-stroke}
+.land{fill:#dcdcdc;stroke:#fff;stroke-width:.5}.land.used{fill:#b9d3ea}.land.kx{fill:#f4b183;stroke:#D55E00;stroke-width:1.2}
 svg{max-width:100%;height:auto}svg.map{width:100%}
+.stream-grid{display:flex;flex-wrap:wrap;gap:10px}.stream-card{border:1px solid var(--bd);border-radius:6px;
+padding:6px;width:440px}.stream-card .figs{font-size:12px;color:var(--mut);margin-bottom:4px}
+svg .plot{fill:#fafbfc;stroke:#e3e7eb}svg .br{fill:none;stroke:#0072B2;stroke-width:1.6}
+svg .fr{fill:none;stroke:#E69F00;stroke-width:1.4;stroke-dasharray:4 3}svg .loss{fill:#D55E00}
+svg .jit{fill:#7B3294}svg .edge{stroke-dasharray:2 3;opacity:.6}svg.map{width:100%}
 dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px}
 dl.prov dt{color:var(--mut)}dl.prov dd{margin:0}footer{margin-top:30px;color:var(--mut);font-size:12.5px}
 """
@@ -59,8 +76,7 @@ _JS = """
 var el=document.getElementById('report-data'),data={};
 try{data=JSON.parse(el.textContent);}catch(e){data={};}
 var st=document.getElementById('js-status');
-if(st){st.textContent='Interactive: click a column heading to sort ('+
-((data.capture||{}).packets||0)+' packets).';}
+if(st&&data){st.textContent='Click a column heading to sort.';}
 function key(td,num){var v=td.hasAttribute('data-v')?td.getAttribute('data-v'):td.textContent;
 if(!num){return v;}var f=parseFloat(v);return isNaN(f)?-Infinity:f;}
 var heads=document.querySelectorAll('table.sortable th');
@@ -119,7 +135,7 @@ def _summary(report: dict[str, Any], flows: pd.DataFrame) -> str:
     policy = report.get("policy") or {}
     n_viol = len(common.violations(report))
     cards = [
-        ("duration", f"{to_plain(cap.get('duration_s')) or 0:.1f} s"),
+        ("duration", capture_time(cap)),
         ("packets", f"{to_plain(cap.get('packets')) or 0:,}"),
         ("bytes", human_bytes(cap.get("bytes") or 0)),
         ("flows", f"{len(flows):,}"),
@@ -136,6 +152,21 @@ def _summary(report: dict[str, Any], flows: pd.DataFrame) -> str:
         cards.append(("policy violations", str(n_viol)))
     body = "".join(f'<div class="card"><span>{escape(k)}</span><b>{_e(v)}</b></div>' for k, v in cards)
     return f'<section id="summary"><h2>Summary</h2><div class="cards">{body}</div></section>'
+
+
+def _shared_note(report: dict[str, Any]) -> str:
+    """Roles a country's flows carry without bytes of their own (see common.SHARED_NOTE): the bars
+    show bytes, so the note names them, and the policy findings' roles all appear on the page."""
+    roles = common.role_columns(report)
+    shared = [
+        f"{text(c.get('country'))}: {common.ROLE_LABELS.get(r, r)}"
+        for c in report.get("countries") or []
+        for r in roles
+        if common.role_cell(c, r) == common.SHARED_MARK
+    ]
+    if not shared:
+        return ""
+    return f'<p class="note" id="shared-roles">{_e(common.SHARED_NOTE)} Shared: {_e("; ".join(shared))}.</p>'
 
 
 def _findings(report: dict[str, Any]) -> str:
@@ -257,7 +288,63 @@ def _media(report: dict[str, Any]) -> str:
     return f'<section id="media">{head}{_table("media-table", headers, rows)}</section>'
 
 
+def _clock(ts: Any, with_date: bool) -> tuple[str, str]:
+    """(shown, full) UTC time of an epoch timestamp: `17:54:26.081` (with the date when the flows
+    span several days) and the full ISO form for the tooltip."""
+    v = to_plain(ts)
+    if not isinstance(v, int | float) or isinstance(v, bool) or v != v:
+        return "", ""
+    at = pd.Timestamp(v, unit="s", tz="UTC")
+    full = at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return (at.strftime("%Y-%m-%d %H:%M:%S") if with_date else at.strftime("%H:%M:%S.%f")[:-3]), full
+
+
+def _endpoint(ip: Any, port: Any) -> str:
+    return f"<span class=ip>{_e(ip)}</span><wbr><span class=ip>:{_e(port)}</span>"
+
+
+def _num(v: Any, fmt: str = "{:.1f}") -> str:
+    v = to_plain(v)
+    return fmt.format(v) if isinstance(v, int | float) and v == v else "–"
+
+
+def _streams_over_time(report: dict[str, Any]) -> str:
+    """One small chart and one line of figures per media stream (the largest first)."""
+    streams = [s for m in report.get("media") or [] for s in m.get("streams") or [] if isinstance(s, dict)]
+    head = '<section id="streams"><h2>Media streams over time</h2>'
+    summary = report.get("media_streams") or {}
+    note = ""
+    if summary.get("streams_over_cap"):
+        note += (f'<p class="note">{_e(summary["streams_over_cap"])} more stream(s) were counted but not measured '
+                 f"(stream cap).</p>")
+    if not streams:
+        return f'{head}<p>No RTP media streams measured.</p>{note}</section>'
+    streams.sort(key=lambda s: -(to_plain(s.get("packets")) or 0))
+    if len(streams) > MAX_STREAM_CHARTS:
+        note += f'<p class="note">The {MAX_STREAM_CHARTS} largest of {len(streams)} streams are drawn.</p>'
+        streams = streams[:MAX_STREAM_CHARTS]
+    legend_svg = ('<p class="note">Solid: bitrate; dashed: frame rate; red triangle: packets lost in that second; '
+                  f"purple dot: jitter above {JITTER_MARK_MS:g} ms; dotted: a stream's first and last "
+                  "second, which it covers only in part. Rates need a stream of at least 1 s and 10 packets.</p>")
+    cards = []
+    for s in streams:
+        rate = _num(s.get("bitrate_bps"), "{:,.0f} bit/s") if s.get("bitrate_bps") is not None else (
+            f"rate: {_e(s.get('rate_note'))}")
+        figures = (f"{_e(s.get('media_type'))} ssrc <code>{_e(s.get('ssrc'))}</code> · {_e(s.get('participant'))} · "
+                   f"{_num(s.get('packets'), '{:,}')} pkts · {_num(s.get('frames'), '{:,}')} frames · "
+                   f"{_num(s.get('frame_rate_fps'))} fps · {rate} · jitter {_num(s.get('jitter_ms'))} ms "
+                   f"(frames {_num(s.get('frame_jitter_ms'))} ms, clock {_num(s.get('clock_rate'), '{:,}')} Hz) · "
+                   f"lost {_num(s.get('lost'), '{:,}')}")
+        if to_plain(s.get("rtcp_rtt_samples")):
+            figures += f" · RTCP round trip {_num(s.get('rtcp_rtt_ms'))} ms"
+        cards.append(f'<div class="stream-card"><div class="figs">{figures}</div>{stream_chart(s)}</div>')
+    return f'{head}{legend_svg}{note}<div class="stream-grid">{"".join(cards)}</div></section>'
+
+
 def _flow_table(flows: pd.DataFrame) -> str:
+    """Flows in 11 columns that fit a 1,400 px window: the server's hostname under its address,
+    app and protocol together, ASN with the org, both directions' bytes in one column (the split
+    is in the cell's tooltip), start as UTC clock time."""
     df = flows
     note = ""
     if len(df) > MAX_TABLE_ROWS:
@@ -266,44 +353,53 @@ def _flow_table(flows: pd.DataFrame) -> str:
         note = (
             f'<p class="note">The {MAX_TABLE_ROWS:,} largest of {len(flows):,} flows; flows.csv has all.</p>'
         )
-    t0 = to_plain(pd.to_numeric(flows["first_ts"], errors="coerce").min()) if "first_ts" in flows else None
+    starts = pd.to_numeric(flows["first_ts"], errors="coerce") if "first_ts" in flows else pd.Series(dtype=float)
+    days = starts.dropna().floordiv(86400).nunique() if len(starts) else 0
     rows = []
     for rec in df.to_dict("records"):
         first, last = to_plain(rec.get("first_ts")), to_plain(rec.get("last_ts"))
-        rel = first - t0 if isinstance(first, int | float) and isinstance(t0, int | float) else None
         dur = last - first if isinstance(first, int | float) and isinstance(last, int | float) else None
+        shown, full = _clock(first, days > 1)
         roles = to_plain(rec.get("roles")) or []
         role = common.primary_role(roles)
+        c2s, s2c = to_plain(rec.get("bytes_c2s")) or 0, to_plain(rec.get("bytes_s2c")) or 0
+        host = text(rec.get("hostname"))
+        asn = text(rec.get("server_asn"))
+        org = " ".join(x for x in (f"AS{asn}" if asn else "", text(rec.get("server_org"))) if x)
         rows.append(
             "<tr>"
-            f"{_num_cell(rec.get('flow_id'))}<td>{_e(rec.get('transport'))}</td>"
-            f"<td class=ip>{_e(rec.get('client_ip'))}:{_e(rec.get('client_port'))}</td>"
-            f"<td class=ip>{_e(rec.get('server_ip'))}</td>"
-            f"{_num_cell(rec.get('server_port'), text(rec.get('server_port')))}"
-            f"<td class=mono>{_e(rec.get('hostname'))}</td><td>{_e(rec.get('app'))}</td>"
-            f"<td>{_e(rec.get('protocol'))}</td>"
+            f"{_num_cell(rec.get('flow_id'))}"
+            # <wbr>: on a narrow window the port may go under the address, the address never breaks
+            f"<td>{_endpoint(rec.get('client_ip'), rec.get('client_port'))}</td>"
+            f"<td>{_endpoint(rec.get('server_ip'), rec.get('server_port'))}"
+            + (f"<br><span class='mono host'>{_e(host)}</span>" if host else "")
+            + "</td>"
+            f"<td>{_e(rec.get('app'))} <span class=note>{_e(rec.get('protocol') or rec.get('transport'))}</span></td>"
             f'<td><span style="color:{common.role_colour(role)}">&#9632;</span> '
             f"{_e(', '.join(text(r) for r in roles))}</td>"
-            f"<td>{_e(rec.get('server_country'))}</td><td>{_e(rec.get('server_asn'))}</td>"
-            f"<td>{_e(rec.get('server_org'))}</td>"
-            f"{_num_cell(rel, f'{rel:.3f}' if rel is not None else '')}"
-            f"{_num_cell(dur, f'{dur:.3f}' if dur is not None else '')}"
+            f"<td>{_e(rec.get('server_country'))}</td><td class=org>{_e(org)}</td>"
+            f'<td class="n ip" data-v="{_e(first)}" title="{_e(full)}">{"<br>".join(map(_e, shown.split(" ")))}</td>'
+            f"{_num_cell(dur, human_duration(dur) if dur is not None else '')}"
             f"{_num_cell((to_plain(rec.get('packets_c2s')) or 0) + (to_plain(rec.get('packets_s2c')) or 0))}"
-            f"{_num_cell(rec.get('bytes_c2s'))}{_num_cell(rec.get('bytes_s2c'))}"
+            f'<td class=n data-v="{c2s + s2c}" title="client to server {c2s:,} B, server to client {s2c:,} B">'
+            f"{escape(human_bytes(c2s + s2c))}</td>"
             "</tr>"
         )
-    headers = [("flow", True), ("transport", False), ("client", False), ("server", False), ("port", True),
-               ("hostname", False), ("app", False), ("protocol", False), ("roles", False), ("country", False),
-               ("ASN", False), ("org", False), ("start s", True), ("duration s", True), ("packets", True),
-               ("bytes c→s", True), ("bytes s→c", True)]
+    headers = [("flow", True), ("client", False), ("server / hostname", False), ("app", False),
+               ("roles", False), ("country", False), ("org", False), ("start (UTC)", True), ("duration", True),
+               ("packets", True), ("bytes", True)]
     return (
-        f'<section id="flows"><h2>Flows</h2><p class="note" id="js-status">Static table (sorting needs '
-        f"JavaScript).</p>{note}{_table('flow-table', headers, rows)}</section>"
+        f'<section id="flows"><h2>Flows</h2><p class="note" id="js-status"></p>'
+        f"{note}{_table('flow-table', headers, rows)}</section>"
     )
 
 
 def _joined(value: Any) -> str:
     v = to_plain(value)
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if v is None or v == []:
+        return "none"
     return ", ".join(text(x) for x in v) if isinstance(v, list) else text(v)
 
 
@@ -357,14 +453,7 @@ def to_html(report: dict[str, Any], flows: pd.DataFrame | None = None) -> str:
         "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
         f"script-src '{_script_hash(_JS)}'; base-uri 'none'; form-action 'none'"
     )
-    roles = list(common.ROLES)
-    map_legend = (
-        '<svg class="chart" viewBox="0 0 1000 24" width="1000" height="24">'
-        + legend(roles, 4, 16)
-        + '<polygon points="560,8 564,15 556,15" fill="#111"/><text x="570" y="17">vantage</text>'
-        + '<rect x="640" y="7" width="14" height="12" fill="#f4b183" stroke="#D55E00"/>'
-        + '<text x="660" y="17">country where keys were exchanged</text></svg>'
-    )
+    map_key = map_legend(list(common.ROLES))
     name = _e(common.title(report))
     parts = [
         "<!DOCTYPE html>",
@@ -379,16 +468,18 @@ def to_html(report: dict[str, Any], flows: pd.DataFrame | None = None) -> str:
         _violations(report),
         '<section id="countries"><h2>Bytes by remote country and role</h2>',
         country_role_bars(report),
+        _shared_note(report),
         "</section>",
         '<section id="map"><h2>Where the call travelled</h2>',
-        map_legend,
+        map_key,
         world_map(report, flows),
         "</section>",
         _endpoints(report),
         _key_exchange(report),
         _media(report),
+        _streams_over_time(report),
         '<section id="timeline-section"><h2>Flow timeline</h2>',
-        flow_timeline(flows),
+        flow_timeline(flows, segments=(report.get("capture") or {}).get("time_segments")),
         "</section>",
         _flow_table(flows),
         _provenance(report),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from analyzer.common.words import capture_time, plural
 from analyzer.report import common
 from analyzer.report.sanitize import human_bytes, md_escape, text, to_plain
 
@@ -60,7 +61,7 @@ def _summary(report: dict[str, Any]) -> list[str]:
     lines = [
         f"- **Capture:** {md_escape(common.title(report))} ({md_escape(cap.get('format'))}), "
         f"{_num(cap.get('packets'))} packets, {human_bytes(cap.get('bytes'))}, "
-        f"{_num(cap.get('duration_s'))} s",
+        f"{md_escape(capture_time(cap))}",
         f"- **Flows:** {_num(len(report.get('flows') or []))}; **apps:** {apps or 'none'}",
         f"- **Remote countries:** {md_escape(', '.join(countries)) or 'none'}",
         f"- **Key exchange handled in:** {md_escape(', '.join(kx_countries)) or 'no key exchange seen'}",
@@ -78,7 +79,7 @@ def _summary(report: dict[str, Any]) -> list[str]:
     if allowed is None:
         lines.append("- **Policy:** none given")
     else:
-        lines.append(f"- **Policy:** allowed {_list(allowed) or 'nothing'}; **{n_viol} violation(s)**")
+        lines.append(f"- **Policy:** allowed {_list(allowed) or 'nothing'}; **{plural(n_viol, 'violation')}**")
     return [*lines, ""]
 
 
@@ -141,10 +142,14 @@ def _countries(report: dict[str, Any]) -> list[str]:
                 _num(c.get("flows")),
                 _num(c.get("packets")),
                 _num(c.get("bytes")),
-                *[_num(by_role.get(r, 0)) for r in roles],
+                *[
+                    common.SHARED_MARK if common.role_cell(c, r) == common.SHARED_MARK else _num(by_role.get(r, 0))
+                    for r in roles
+                ],
             ]
         )
-    return _table([md_escape(h) for h in headers], rows, right=range(1, len(headers)))
+    note = [common.SHARED_NOTE, ""] if common.has_shared(report) else []
+    return _table([md_escape(h) for h in headers], rows, right=range(1, len(headers))) + note
 
 
 def _key_exchange(report: dict[str, Any]) -> list[str]:
@@ -167,6 +172,29 @@ def _key_exchange(report: dict[str, Any]) -> list[str]:
     ]
     return _table(("flow", "app", "protocol", "server", "hostname", "country", "ASN", "org", "key exchange"), rows,
                   (0,))
+
+
+def _streams(report: dict[str, Any]) -> list[str]:
+    """One row per media stream: frames, rates, loss, jitter (docs/media.md)."""
+    rows = []
+    for m in report.get("media") or []:
+        for s in m.get("streams") or []:
+            if not isinstance(s, dict):
+                continue
+            rate = _num(s.get("bitrate_bps")) if s.get("bitrate_bps") is not None else md_escape(s.get("rate_note"))
+            rows.append((
+                _ident(m.get("flow_id")), md_escape(s.get("media_type")), md_escape(s.get("ssrc")),
+                md_escape(s.get("participant")), _num(s.get("packets")), _num(s.get("frames")),
+                _num(s.get("frame_rate_fps")), rate, _num(s.get("lost")), _num(s.get("jitter_ms")),
+                _num(s.get("frame_jitter_ms")), _num(s.get("clock_rate")), _num(s.get("rtcp_rtt_ms")),
+            ))
+    notes = (report.get("media_streams") or {}).get("notes") or []
+    if not rows:
+        return [*[f"- {md_escape(n)}" for n in notes], ""] if notes else []
+    head = ("flow", "media", "ssrc", "participant", "packets", "frames", "fps", "bit/s", "lost", "jitter ms",
+            "frame jitter ms", "clock Hz", "RTCP RTT ms")
+    return [*_table(head, rows, (0, 4, 5, 6, 8, 9, 10, 11, 12)), *[f"- {md_escape(n)}" for n in notes],
+            *([""] if notes else [])]
 
 
 def _media(report: dict[str, Any]) -> list[str]:
@@ -271,6 +299,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += ["## Server locations (evidence and confidence)", "", *_endpoints(report)]
     lines += ["## Key-exchange endpoints", "", *_key_exchange(report)]
     lines += ["## Media flows", "", *_media(report)]
+    streams = _streams(report)
+    if streams:
+        lines += ["## Media streams", "", *streams]
     lines += ["## Policy violations", "", *_violations(report)]
     lines += ["## Flows", "", *_flows(report)]
     lines += _warnings(report)

@@ -1,9 +1,11 @@
 """flows.csv (safe to open in a spreadsheet) and flows.parquet (typed, for pipelines).
 
-Parquet choice: list columns (roles, ...) are `list<string>`; dict columns (bytes_by_role, ...)
-are JSON text, because their keys vary from flow to flow and JSON text reads the same in pandas,
-DuckDB, Spark and R, while a parquet `map` comes back as lists of tuples in pandas. The names of
-the JSON columns are recorded in the schema metadata key `confscope.json_columns`.
+Parquet choice: list columns (roles, ...) are `list<string>`; `bytes_by_role` (role -> bytes, the
+same value type for every flow) is `map<string, int64>`, so DuckDB, Spark and R can query
+`bytes_by_role['media']` directly (pandas reads a map as a list of (key, value) tuples;
+`dict(v)` gives the dict back). Other dict columns, whose values vary in type, are JSON text;
+their names are in the schema metadata key `confscope.json_columns`. The map column is declared
+whatever the flows hold (batch datasets declare the same type in analyzer/batch/schema.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from analyzer.errors import OptionError
 from analyzer.report.sanitize import csv_cell, json_text, text, to_plain, visible
 
 JSON_COLUMNS_KEY = b"confscope.json_columns"
+# Dict columns with string keys and integer values, written as Parquet map<string, int64>.
+MAP_COLUMNS = ("bytes_by_role",)
 
 
 def _is_missing(v: Any) -> bool:
@@ -96,7 +100,15 @@ def parquet_table(flows: pd.DataFrame) -> pa.Table:
     for col in flows.columns:
         series = flows[col]
         kind = kinds.get(col)
-        if kind == "list":
+        if col in MAP_COLUMNS:
+            values = [
+                None if _is_missing(v) else [(visible(k), int(n)) for k, n in to_plain(v).items()]
+                if isinstance(v, dict)
+                else None
+                for v in series
+            ]
+            arr = pa.array(values, type=pa.map_(pa.string(), pa.int64()))
+        elif kind == "list":
             values = [None if _is_missing(v) else [visible(x) for x in to_plain(v)] for v in series]
             arr = pa.array(values, type=pa.list_(pa.string()))
         elif kind == "dict":
@@ -119,8 +131,8 @@ def parquet_table(flows: pd.DataFrame) -> pa.Table:
 
 
 def write_parquet(flows: pd.DataFrame, path: str | Path, schema: pa.Schema | None = None) -> Path:
-    """Write flows.parquet keeping numeric types, lists as list<string>, dicts as JSON text; with
-    `schema`, exactly its columns and types (see `typed_table`)."""
+    """Write flows.parquet keeping numeric types, lists as list<string>, bytes_by_role as a map,
+    other dicts as JSON text; with `schema`, exactly its columns and types (see `typed_table`)."""
     path = Path(path)
     import pyarrow.parquet as pq
 
@@ -231,6 +243,13 @@ def _scalar(t: pa.DataType) -> Any:
             return _json_text(v)
         return text(v)
 
+    def as_time(v: Any) -> pd.Timestamp | None:
+        if _is_missing(v) or not isinstance(v, pd.Timestamp | int | np.integer):
+            return None
+        return v if isinstance(v, pd.Timestamp) else pd.Timestamp(int(v), unit="ns", tz="UTC")
+
+    if pa.types.is_timestamp(t):
+        return as_time
     if pa.types.is_integer(t):
         return as_int
     if pa.types.is_floating(t):

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.common.words import plural
 from analyzer.geo.borders import country_centroid, country_shapes
 from analyzer.geo.datafiles import iso_alpha2_names
 from analyzer.report import common
@@ -111,8 +112,9 @@ def is_local(ip: str) -> bool:
     return any(addr.version == net.version and addr in net for net in _LOCAL_NETS)
 
 
-def endpoints(flows: pd.DataFrame) -> list[dict[str, Any]]:
-    """Remote public endpoints (one per server address) with roles, bytes, names and position."""
+def endpoints(flows: pd.DataFrame, spread_deg: float = 1.6) -> list[dict[str, Any]]:
+    """Remote public endpoints (one per server address) with roles, bytes, names and position;
+    endpoints placed at a country's centroid fan out on a spiral `spread_deg` wide per step."""
     if flows is None or len(flows) == 0 or "server_ip" not in flows:
         return []
     by_ip: dict[str, dict[str, Any]] = {}
@@ -149,7 +151,7 @@ def endpoints(flows: pd.DataFrame) -> list[dict[str, Any]]:
                 k = placed_per_country.get(ep["country"], 0)
                 placed_per_country[ep["country"]] = k + 1
                 # Fan out on a sunflower spiral: deterministic, and the first stays on the centroid.
-                r, a = 1.6 * math.sqrt(k), k * _GOLDEN
+                r, a = spread_deg * math.sqrt(k), k * _GOLDEN
                 ep["lat"], ep["lon"] = c[0] + r * math.sin(a), c[1] + r * math.cos(a)
                 ep["placed"] = "country centroid"
         else:
@@ -166,15 +168,80 @@ def vantage_point(report: dict[str, Any]) -> tuple[float, float] | None:
     return centroid(text(vantage.get("country")).upper())
 
 
+MARKER_R = 5.5  # endpoint radius in screen pixels of the map at full width
+_MIN_VIEW_W = 160.0  # never zoom in further than ~58 degrees of longitude
+
+
+def view_box(points: list[tuple[float, float]]) -> tuple[float, float, float, float]:
+    """(x, y, width, height) in map pixels around `points` (lat, lon), padded, with the map's
+    aspect ratio, inside the world: the map zooms to the endpoints so markers in neighbouring
+    countries (GB, NL) can be told apart."""
+    if not points:
+        return 0.0, 0.0, float(WIDTH), float(HEIGHT)
+    xy = [project(lon, lat) for lat, lon in points]
+    x0, x1 = min(p[0] for p in xy), max(p[0] for p in xy)
+    y0, y1 = min(p[1] for p in xy), max(p[1] for p in xy)
+    pad = 45.0
+    w = max(x1 - x0 + 2 * pad, _MIN_VIEW_W)
+    h = max(y1 - y0 + 2 * pad, w * HEIGHT / WIDTH)
+    w = max(w, h * WIDTH / HEIGHT)
+    w, h = min(w, float(WIDTH)), min(h, float(HEIGHT))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    x = min(max(cx - w / 2, 0.0), WIDTH - w)
+    y = min(max(cy - h / 2, 0.0), HEIGHT - h)
+    return x, y, w, h
+
+
+def star_points(x: float, y: float, outer: float, inner: float) -> str:
+    """A five-pointed star (the vantage marker, on the map and in its legend)."""
+    return " ".join(
+        f"{x + (outer if i % 2 == 0 else inner) * math.sin(i * math.pi / 5):.1f},"
+        f"{y - (outer if i % 2 == 0 else inner) * math.cos(i * math.pi / 5):.1f}"
+        for i in range(10)
+    )
+
+
+def map_legend(roles: list[str]) -> str:
+    """The map's legend, drawn with the map's own shapes: role dots, the vantage star, the fill
+    of countries with traffic and of countries where keys were exchanged."""
+    parts = ['<svg id="map-legend" class="chart" viewBox="0 0 1000 44" width="1000" height="44">']
+    x = 4.0
+    for role in roles:
+        label = common.ROLE_LABELS.get(role, role)
+        parts.append(
+            f'<circle cx="{x + 6:.1f}" cy="12" r="{MARKER_R}" fill="{common.role_colour(role)}" class="ep"/>'
+            f'<text x="{x + 16:.1f}" y="16">{_e(label)}</text>'
+        )
+        x += 24 + 7.2 * len(label)
+    parts.append(
+        f'<polygon class="vantage" points="{star_points(x + 8, 12, 9, 4)}"/>'
+        f'<text x="{x + 22:.1f}" y="16">vantage</text>'
+        '<rect x="4" y="26" width="16" height="13" class="land used"/>'
+        '<text x="26" y="37">country with traffic of this call</text>'
+        '<rect x="280" y="26" width="16" height="13" class="land kx"/>'
+        '<text x="302" y="37">country where keys were exchanged</text>'
+        "</svg>"
+    )
+    return "".join(parts)
+
+
 def world_map(report: dict[str, Any], flows: pd.DataFrame) -> str:
     """The map as one <svg> element plus a short caption of what could not be placed."""
     shapes = _shapes()
     names = _country_names()
     traffic = {text(c.get("country")).upper(): c for c in report.get("countries") or []}
     kx = {text(k.get("country")).upper() for k in report.get("key_exchange") or []} - _NOT_COUNTRIES
+    vp = vantage_point(report)
+    # Zoom to the endpoints (unspread) and the vantage; then fan endpoints out in screen pixels.
+    rough = [(ep["lat"], ep["lon"]) for ep in endpoints(flows, spread_deg=0.0) if ep["lat"] is not None]
+    vx0, vy0, vw, vh = view_box(rough + ([vp] if vp is not None else []))
+    zoom = WIDTH / vw
+    r = MARKER_R / zoom
+    eps = endpoints(flows, spread_deg=2.4 * r * 360.0 / WIDTH)
     out = [
-        f'<svg id="world-map" class="map" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="World map of remote endpoints by role">',
+        f'<svg id="world-map" class="map" viewBox="{vx0:.1f} {vy0:.1f} {vw:.1f} {vh:.1f}" '
+        f'width="{WIDTH}" height="{HEIGHT}" data-zoom="{zoom:.2f}" role="img" '
+        'aria-label="World map of remote endpoints by role">',
         f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" class="sea"/>',
     ]
     for lon in range(-150, 180, 30):
@@ -203,8 +270,6 @@ def world_map(report: dict[str, Any], flows: pd.DataFrame) -> str:
             f'<path class="{cls}" data-cc="{_e(cc)}" fill-rule="evenodd" d="{d}">'
             f"<title>{_e(tip)}</title></path>"
         )
-    eps = endpoints(flows)
-    vp = vantage_point(report)
     placed = [ep for ep in eps if ep["lat"] is not None]
     if vp is not None:
         vx, vy = project(vp[1], vp[0])
@@ -221,20 +286,16 @@ def world_map(report: dict[str, Any], flows: pd.DataFrame) -> str:
         ex, ey = project(ep["lon"], ep["lat"])
         tip = (
             f"{ep['ip']} {', '.join(sorted(ep['hostnames']))} | {ep['country']} AS{ep['asn']} {ep['org']} | "
-            f"roles: {', '.join(sorted(ep['roles'])) or 'none'} | {ep['flows']} flow(s), "
+            f"roles: {', '.join(sorted(ep['roles'])) or 'none'} | {plural(ep['flows'], 'flow')}, "
             f"{human_bytes(ep['bytes'])} | position: {ep['placed']}"
         )
         out.append(
-            f'<circle class="ep" data-role="{_e(ep["role"])}" cx="{ex:.1f}" cy="{ey:.1f}" r="5.5" '
+            f'<circle class="ep" data-role="{_e(ep["role"])}" cx="{ex:.2f}" cy="{ey:.2f}" r="{r:.2f}" '
             f'fill="{common.role_colour(ep["role"])}"><title>{_e(tip)}</title></circle>'
         )
     if vp is not None:
         vx, vy = project(vp[1], vp[0])
-        star = " ".join(
-            f"{vx + (9 if i % 2 == 0 else 4) * math.sin(i * math.pi / 5):.1f},"
-            f"{vy - (9 if i % 2 == 0 else 4) * math.cos(i * math.pi / 5):.1f}"
-            for i in range(10)
-        )
+        star = star_points(vx, vy, 9 / zoom, 4 / zoom)
         vantage = report.get("vantage") or {}
         out.append(
             f'<polygon id="vantage" class="vantage" points="{star}"><title>vantage '
@@ -248,6 +309,6 @@ def world_map(report: dict[str, Any], flows: pd.DataFrame) -> str:
         notes.append("the vantage point's location is unknown, so no routes are drawn")
     missing = len(eps) - len(placed)
     if missing:
-        notes.append(f"{missing} endpoint(s) with no known country are not drawn")
+        notes.append(f"{plural(missing, 'endpoint')} with no known country not drawn")
     caption = f'<p class="note">Note: {escape("; ".join(notes))}.</p>' if notes else ""
     return "".join(out) + caption

@@ -19,6 +19,7 @@ from analyzer.decode import DecodeState, Fragments, PacketColumns, attribute_fra
 from analyzer.decode import reasons as R
 from analyzer.decode.fields import member
 from analyzer.dissect.kinds import CONTROL_KINDS, KIND_NAMES, payload_kinds
+from analyzer.scan.ecb import gather_bytes
 from analyzer.scan.flows import (
     TRANSPORT_NAMES,
     CanonicalColumns,
@@ -29,7 +30,7 @@ from analyzer.scan.flows import (
     table_frame,
 )
 from analyzer.scan.groups import factorize, ranks
-from analyzer.scan.media import MediaResult, MediaTap, gather_bytes
+from analyzer.scan.media import MediaResult, MediaTap
 
 # CONTROL_KINDS (declared by the protocol modules, analyzer/dissect/registry.py): low-volume kinds
 # whose every packet (up to SAMPLE_CONTROL) dissection wants to see. TLS and QUIC
@@ -57,6 +58,12 @@ class ScanResult:
     @property
     def streams(self) -> pd.DataFrame:
         return self.media.streams if self.media is not None else pd.DataFrame()
+
+    @property
+    def stream_seconds(self) -> pd.DataFrame:
+        """The media tap's (stream, second) rows; `stream` is the row of `streams`."""
+        seconds = self.media.seconds if self.media is not None else None
+        return seconds if seconds is not None else pd.DataFrame()
 
 
 class _Sampler:

@@ -106,11 +106,11 @@ def resolve_key(spec: str) -> str:
         except UnicodeDecodeError:
             raise ValueError("--anonymize: key file is not UTF-8 text") from None
         except OSError as exc:
-            raise ValueError(f"--anonymize: cannot read key file ({exc.strerror})") from None
+            raise ValueError(f"cannot read key file ({exc.strerror})") from None
     else:
         value = spec
     if not value:
-        raise ValueError("--anonymize: the key is empty")
+        raise ValueError("the key is empty")
     return value
 
 
@@ -450,7 +450,9 @@ def anonymize_session(session: Any, key: str | bytes, *, anonymize_servers: bool
         # Unreachable while the redaction above works; refuse rather than write key material.
         raise RuntimeError(f"key material survived anonymisation at {leaks[:3]}")
     # The same class as the input (the API's Session renders itself; the session stage's does not).
-    return type(session)(report=report, flows=flows, streams=streams)
+    # The time series holds no addresses (stream ids, SSRCs, counts), so it is passed as is.
+    return type(session)(report=report, flows=flows, streams=streams,
+                         stream_seconds=session.stream_seconds)
 
 
 def _strip_directories(report: dict[str, Any]) -> None:

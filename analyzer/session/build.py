@@ -24,21 +24,23 @@ from analyzer.session.findings import (
     policy_findings,
     sort_findings,
 )
+from analyzer.session.media_verdicts import judge_streams
 from analyzer.session.model import Session
 from analyzer.session.options import SESSION_OPTIONS, SessionOptions, check_options, prepare_options
 from analyzer.session.policy import Policy, violations
+from analyzer.session.streams import apply_sdp_clocks, media_summary, stream_seconds, with_stream_ids
 from analyzer.session.tables import (
     FLOW_REPORT_COLUMNS,
     apps_table,
     attributions,
     countries_table,
     flow_records,
-    judge_streams,
     key_exchange_table,
     local_table,
     media_table,
     meetings_table,
 )
+from analyzer.session.timing import capture_timing, time_segments, timing_findings
 
 __all__ = ["FLOW_REPORT_COLUMNS", "SCHEMA", "SESSION_OPTIONS", "Session", "SessionOptions",
            "analyze", "build_session", "prepare_options", "session_from_scan"]
@@ -136,8 +138,10 @@ def build_session(
     vantage = flow_vantage(flows, resolver, stated_vantage)
     flows, endpoints, rtt_conflicts = locate_endpoints(flows, resolver, vantage)
     flows = rtt_plausibility(flows, vantage)
-    streams = judge_streams(scan.streams)
+    raw_streams, raw_seconds = apply_sdp_clocks(scan.streams, scan.stream_seconds, flows, scan.media)
+    streams = with_stream_ids(judge_streams(raw_streams), flows)
     capture = scan.info.as_dict()
+    seconds = stream_seconds(streams, raw_seconds, capture.get("first_ts"))
     capture["sha256"] = sha256
     capture["name"] = Path(source_name(source)).name
     viol = violations(flows, pol)
@@ -148,6 +152,9 @@ def build_session(
     findings += location_findings(endpoints, rtt_conflicts)
     findings += data_age_findings(capture, resolver.provenance())
     findings += capture_findings(capture)
+    segments = time_segments(flows)
+    capture.update(capture_timing(segments))
+    findings += timing_findings(segments)
     report = {
         "schema": SCHEMA,
         "tool": {"name": "confscope", "version": __version__},
@@ -160,14 +167,15 @@ def build_session(
         "countries": countries_table(flows),
         "local": local_table(flows),
         "key_exchange": key_exchange_table(flows),
-        "media": media_table(flows, streams),
+        "media": media_table(flows, streams, seconds, getattr(scan.media, "over_cap_by_flow", None)),
+        "media_streams": media_summary(scan.media, streams),
         "meetings": meetings_table(flows),
         "flows": flow_records(flows),
         "policy": {**(pol.describe() if pol else {"source": None, "allowed_countries": None}), "violations": viol},
         "findings": sort_findings(findings),
         "attributions": attributions(resolver),
     }
-    return Session(report=report, flows=flows, streams=streams)
+    return Session(report=report, flows=flows, streams=streams, stream_seconds=seconds)
 
 
 def _empty_classified(flows: pd.DataFrame) -> pd.DataFrame:
@@ -176,4 +184,5 @@ def _empty_classified(flows: pd.DataFrame) -> pd.DataFrame:
         out[col] = pd.Series(dtype=object)
     out["roles"] = pd.Series(dtype=object)
     out["bytes_by_role"] = pd.Series(dtype=object)
+    out["other_by_kind"] = pd.Series(dtype=object)
     return out

@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.common.words import plural
+
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 POLICY_CODES = {
     "key_exchange": ("KEY_EXCHANGE_OUTSIDE_POLICY", "critical", "Keys handed out outside the allowed countries"),
@@ -51,9 +53,10 @@ def policy_findings(
         places = sorted({(v["country"], v["app"] or "unknown") for v in items})
         where = ", ".join(f"{c} ({a})" for c, a in places)
         low_conf = all(v["confidence"] == "low" for v in items)
-        detail = f"{len(items)} flow role(s) reach {where}, outside the policy {policy_source}." + (
-            " The only countries involved are unknown (ZZ): confidence is low." if low_conf else ""
-        )
+        detail = (
+            f"{plural(len(items), 'flow role')} {'reaches' if len(items) == 1 else 'reach'} "
+            f"{where}, outside the policy {policy_source}."
+        ) + (" The only countries involved are unknown (ZZ): confidence is low." if low_conf else "")
         levels = [v.get("location_confidence") or "unknown" for v in items]
         confidence = max(levels, key=lambda c: _CONFIDENCE_RANK.get(c, 3)) if levels else "unknown"
         extra: dict[str, Any] = {}
@@ -92,7 +95,7 @@ def location_findings(endpoints: list[dict[str, Any]], conflicts: list[dict[str,
             "GEO_RTT_INCONSISTENT",
             "medium",
             "Server locations that cannot all hold",
-            f"{len(conflicts)} server location(s) contradict the round-trip times of other servers in the same "
+            f"{plural(len(conflicts), 'server location')} contradict the round-trip times of other servers in the same "
             f"capture, vantage point unknown: {c['detail']}. At least one database answer is wrong (or the "
             "address is anycast)." + (
                 f" Most claims fit a vantage in or near {c['vantage_hypothesis']}."
@@ -166,7 +169,8 @@ def cleartext_key_findings(flows: pd.DataFrame) -> list[dict[str, Any]]:
             "CLEARTEXT_KEYS",
             "critical",
             "SRTP keys sent in clear text",
-            f"{len(hits)} flow(s) carry SDP 'a=crypto' (SDES) lines over unencrypted SIP: anyone on the path can "
+            f"{plural(len(hits), 'flow')} {'carries' if len(hits) == 1 else 'carry'} "
+            f"SDP 'a=crypto' (SDES) lines over unencrypted SIP: anyone on the path can "
             "decrypt the media. The keys are not reproduced in this report.",
             hits,
         )
@@ -185,7 +189,8 @@ def ecb_findings(streams: pd.DataFrame | None) -> list[dict[str, Any]]:
                 "ECB_PATTERN",
                 "high",
                 "Media encrypted in an ECB-like mode",
-                f"{len(ecb)} media stream(s) repeat 16-byte ciphertext blocks far above chance: worst "
+                f"{plural(len(ecb), 'media stream')} {'repeats' if len(ecb) == 1 else 'repeat'} "
+                f"16-byte ciphertext blocks far above chance: worst "
                 f"{int(worst['ecb_repeats'])} repeats in {int(worst['ecb_blocks'])} blocks "
                 f"({100 * float(worst['ecb_repeat_ratio']):.1f}%; random ciphertext would give "
                 f"{float(worst.get('ecb_random_expected', 0.0)):.1e}). Equal plaintext gives equal ciphertext, as "
@@ -204,7 +209,8 @@ def ecb_findings(streams: pd.DataFrame | None) -> list[dict[str, Any]]:
                 "UNENCRYPTED_MEDIA",
                 "high",
                 "Media that does not look encrypted",
-                f"{len(plain)} RTP stream(s) have payloads that are not ciphertext, measured on the encrypted part "
+                f"{plural(len(plain), 'RTP stream')} {'has' if len(plain) == 1 else 'have'} payloads that are not "
+                "ciphertext, measured on the encrypted part "
                 "only (after RTP header, CSRCs and extensions; without padding and the SRTP tag): plain RTP that "
                 f"anyone on the path can play back. Evidence, e.g. SSRC {int(first.get('ssrc', 0) or 0):#010x}: "
                 f"{evidence}.",
@@ -232,7 +238,8 @@ def geo_findings(flows: pd.DataFrame) -> list[dict[str, Any]]:
                     "GEO_IMPLAUSIBLE",
                     "medium",
                     "Geolocation contradicted by round-trip time",
-                    f"{len(bad)} flow(s) answer faster than light allows from the claimed country, e.g. "
+                    f"{plural(len(bad), 'flow')} {'answers' if len(bad) == 1 else 'answer'} "
+                    f"faster than light allows from the claimed country, e.g. "
                     f"{r['remote_ip']} claimed in {r['remote_country']}: {r['min_rtt_ms']:.1f} ms RTT bounds it to "
                     f"{r['geo_bound_km']:.0f} km but the country is {r['geo_distance_km']:.0f} km away. Anycast or a "
                     "wrong database; treat these countries with caution.",
@@ -277,7 +284,7 @@ def capture_findings(capture: dict[str, Any]) -> list[dict[str, Any]]:
                 "UNDECODED_PACKETS",
                 "low" if sum(notable.values()) < 100 else "medium",
                 "Packets not decoded",
-                f"{sum(notable.values())} packet(s) belong to no flow: "
+                f"{plural(sum(notable.values()), 'packet')} in no flow: "
                 + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(notable.items()))
                 + (f" (plus {skipped['non_ip']} non-IP frames such as ARP)" if skipped.get("non_ip") else ""),
             )

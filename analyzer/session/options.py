@@ -55,11 +55,11 @@ def prepare_options(
         try:  # `env:NAME` and `file:PATH` keep the key out of process listings and shell history
             anonymize = resolve_key(anonymize)
         except ValueError as exc:
-            raise OptionError(str(exc)) from None
+            raise OptionError(str(exc), "anonymize") from None
     paths = [os.fspath(geoip)] if isinstance(geoip, str | os.PathLike) else [os.fspath(g) for g in geoip or ()]
     for p in paths:
         if not Path(p).is_file():
-            raise OptionError(f"--geoip {p}: no such file")
+            raise OptionError("no such file", "geoip", p)
     recorded = {
         "geoip": [os.path.basename(p) for p in paths],
         "allow": allow,

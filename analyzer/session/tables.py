@@ -31,6 +31,7 @@ FLOW_REPORT_COLUMNS = (
     "protocol",
     "roles",
     "bytes_by_role",
+    "other_by_kind",
     "hostname",
     "server_country",
     "server_asn",
@@ -53,6 +54,19 @@ def _sum_roles(values: Iterable[Any]) -> dict[str, int]:
         if isinstance(d, dict):
             for k, v in d.items():
                 total[k] = total.get(k, 0) + int(v)
+    return {k: v for k, v in total.items() if v}
+
+
+def _count_roles(values: Iterable[Any]) -> dict[str, int]:
+    """Flows tagged with each role. A flow can carry several roles while each of its bytes is
+    counted once, under the role of the packet that carried it (`bytes_by_role`): a key-delivery
+    TLS channel is signaling and key exchange, and all its bytes are key exchange. So a role can
+    have flows here and no bytes there."""
+    total: dict[str, int] = dict.fromkeys(ROLES, 0)
+    for roles in values:
+        if isinstance(roles, list | tuple | set | frozenset | np.ndarray):
+            for r in roles:
+                total[str(r)] = total.get(str(r), 0) + 1
     return {k: v for k, v in total.items() if v}
 
 
@@ -86,6 +100,7 @@ def countries_table(flows: pd.DataFrame) -> list[dict[str, Any]]:
                 "packets": int(df["packets"].sum()),
                 "bytes": int(df["bytes"].sum()),
                 "bytes_by_role": _sum_roles(df["bytes_by_role"]),
+                "flows_by_role": _count_roles(df["roles"]),
                 "apps": sorted(set(df["app"].fillna("unknown"))),
                 "asns": sorted({int(a) for a in df["remote_asn"].dropna()}),
             }
@@ -101,6 +116,7 @@ def local_table(flows: pd.DataFrame) -> dict[str, Any]:
         "bytes": int(loc["bytes"].sum()) if len(loc) else 0,
         "by_scope": {str(k): int(v) for k, v in loc["remote_scope"].value_counts().items()},
         "bytes_by_role": _sum_roles(loc["bytes_by_role"]),
+        "flows_by_role": _count_roles(loc["roles"]) if len(loc) else {},
     }
 
 
@@ -183,14 +199,29 @@ def _listed(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[sorted(rank.index[:MAX_LISTED_STREAMS], key=df.index.get_loc)]
 
 
-def media_table(flows: pd.DataFrame, streams: pd.DataFrame) -> list[dict[str, Any]]:
+def media_table(
+    flows: pd.DataFrame, streams: pd.DataFrame, seconds: pd.DataFrame | None = None,
+    over_cap: dict[int, int] | None = None,
+) -> list[dict[str, Any]]:
+    """One record per media flow with its streams (at most MAX_LISTED_STREAMS listed). The
+    `streams_total` of a flow counts every stream seen on it, also those beyond the media tap's
+    stream cap (`over_cap`: flow_id -> streams counted but not measured)."""
+    from analyzer.session.streams import all_series
+
     med = flows[[_has_role(r, "media") for r in flows["roles"]]] if len(flows) else flows
     by_flow: dict[int, list[dict[str, Any]]] = {}
     totals: dict[int, int] = {}
+    # One pass over the time series, not one scan of it per stream (there may be thousands).
+    series = all_series(seconds) if seconds is not None else {}
     if not streams.empty and "flow_id" in streams:
+        keep = [k for k in STREAM_FIELDS if k in streams.columns]
         for fid, df in streams.groupby("flow_id"):
             totals[int(fid)] = len(df)
-            by_flow[int(fid)] = [_stream_record(s) for _, s in _listed(df).iterrows()]
+            listed = _listed(df)[keep].to_dict("records")
+            by_flow[int(fid)] = [{k: to_plain(v) for k, v in rec.items()} for rec in listed]
+            if seconds is not None and not seconds.empty:
+                for rec in by_flow[int(fid)]:
+                    rec["series"] = series.get(rec["stream_id"]) or {"bin_s": 1, "t_s": []}
     return [
         {
             "flow_id": int(r["flow_id"]),
@@ -209,51 +240,61 @@ def media_table(flows: pd.DataFrame, streams: pd.DataFrame) -> list[dict[str, An
             else 0,
             "streams": by_flow.get(int(r["flow_id"]), []),
             # beyond the contract: how many streams the flow had (the list stops at MAX_LISTED_STREAMS)
-            "streams_total": totals.get(int(r["flow_id"]), 0),
+            "streams_total": totals.get(int(r["flow_id"]), 0) + (over_cap or {}).get(int(r["flow_id"]), 0),
+            "streams_over_cap": (over_cap or {}).get(int(r["flow_id"]), 0),
         }
         for _, r in med.iterrows()
     ]
 
 
-def _stream_record(s: pd.Series) -> dict[str, Any]:
-    keep = (
-        "verdict",
-        "verdict_reason",
-        "ssrc",
-        "media_type",
-        "dir",
-        "payload_type",
-        "packets",
-        "bytes",
-        "duration_s",
-        "bitrate_bps",
-        "lost",
-        "expected",
-        "reordered",
-        "jitter_ms",
-        "ecb_blocks",
-        "ecb_repeats",
-        "ecb_like",
-        "unencrypted_like",
-    )
-    return {k: to_plain(s[k]) for k in keep if k in s.index}
-
-
-def judge_streams(streams: pd.DataFrame) -> pd.DataFrame:
-    """Add the media verdict (ecb_like / unencrypted_like / ciphertext_like / insufficient) per stream."""
-    if streams.empty:
-        return streams
-    from analyzer.scan.media import media_verdict
-
-    out = streams.copy()
-    verdicts = [media_verdict(row) for _, row in out.iterrows()]
-    out["verdict"] = [v for v, _r in verdicts]
-    out["verdict_reason"] = [r for _v, r in verdicts]
-    out["ecb_like"] = out["verdict"] == "ecb_like"
-    out["unencrypted_like"] = out["verdict"] == "unencrypted_like"
-    out["ecb_random_expected"] = out.get("ecb_repeats_expected_random", 0.0)
-    out["ecb_reason"] = out["verdict_reason"]
-    return out
+# The fields of each stream record of the report's media table (docs/media.md).
+STREAM_FIELDS = (
+    "stream_id",
+    "verdict",
+    "verdict_reason",
+    "ssrc",
+    "media_type",
+    "dir",
+    "meeting",
+    "participant",
+    "payload_type",
+    "payload_types",
+    "packets",
+    "bytes",
+    "wire_bytes",
+    "udp_bytes",
+    "payload_bytes",
+    "duration_s",
+    "bitrate_bps",
+    "payload_bitrate_bps",
+    "rate_note",
+    "frames",
+    "frames_marked",
+    "frame_rate_fps",
+    "frame_bytes_mean",
+    "frame_bytes_std",
+    "frame_bytes_min",
+    "frame_bytes_max",
+    "packets_per_frame",
+    "lost",
+    "expected",
+    "loss_fraction",
+    "reordered",
+    "duplicates",
+    "clock_rate",
+    "jitter_clock_assumed",
+    "clock_source",
+    "sdp_encoding",
+    "jitter_ms",
+    "frame_jitter_ms",
+    "rtcp_sender_reports",
+    "rtcp_rtt_samples",
+    "rtcp_rtt_ms",
+    "ecb_blocks",
+    "ecb_repeats",
+    "ecb_like",
+    "unencrypted_like",
+)
 
 
 def meetings_table(flows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -309,4 +350,3 @@ def _opt(v: Any) -> Any:
 def _opt_int(v: Any) -> int | None:
     v = _opt(v)
     return None if v is None else int(v)
-
