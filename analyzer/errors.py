@@ -15,10 +15,6 @@ class CaptureFormatError(ConfscopeError):
     """The input is not a capture confscope can read at all (empty, wrong magic, ERF, text)."""
 
 
-class UnsupportedLinkType(ConfscopeError):
-    """No decoder exists for a link type (raised only where nothing at all can be decoded)."""
-
-
 class GeoDatabaseError(ConfscopeError):
     """A geolocation database the user named cannot be opened or is of an unknown kind."""
 

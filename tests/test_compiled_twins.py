@@ -163,7 +163,9 @@ def test_damaged_mutants_decode_identically(seed: int) -> None:
 
 INTERESTING_FIRST = (0, 1, 3, 4, 5, 0x0F, 0x10, 0x0D, 0x1E, 0x21, 0x15, 0x1F, 0x40, 0x4F, 20, 22, 23, 25, 0x2C,
                      0x3C, 0x80, 0x90, 0xBF, 0xC0, 0xFF, 0x49, 0x53, 0x7F)  # fmt: skip
-INTERESTING_PORTS = (53, 5353, 5355, 5060, 5061, 443, 8801, 8810, 3478, 40000, 50000, 50001)
+INTERESTING_PORTS = (53, 5353, 5355, 5060, 5061, 443, 8801, 8810, 3478, 1900, 40000, 50000, 50001)
+# Start lines of the text protocols (SIP, SSDP's search and announcement).
+INTERESTING_TEXT = (b"INVITE sip:a SIP/2.0", b"NOTIFY * HTTP/1.1", b"M-SEARCH * HTTP/1.1")
 
 
 def _payload_mutants(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
@@ -190,7 +192,7 @@ def _payload_mutants(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]
         elif size > 4 and r < 0.7:
             buf[o + 1 : o + 4] = (1, 0, 0xFB)
         elif r < 0.75:
-            text = b"INVITE sip:a SIP/2.0"[:size]
+            text = INTERESTING_TEXT[int(rng.integers(len(INTERESTING_TEXT)))][:size]
             buf[o : o + len(text)] = np.frombuffer(text, np.uint8)
         elif size > 12 and r < 0.8:  # RTP that is all padding (P set, count = bytes after the header)
             buf[o], buf[o + 1], buf[o + size - 1] = 0xA0, 111, size - 12
@@ -216,13 +218,13 @@ def test_payload_kinds_bad_offsets_read_nothing() -> None:
     buf = np.frombuffer(b"\x16\x03\x01" * 10, np.uint8)
     args = (buf, np.array([-3, 25, 0]), np.array([5, 10, 3]), np.full(3, 6, np.uint8), np.full(3, 1), np.full(3, 2))
     assert K.payload_kinds(*args).tolist() == K.payload_kinds_numpy(*args).tolist() == [
-        K.NONE, K.NONE, K.TLS_HANDSHAKE,
+        K.NONE, K.NONE, K.KIND_CODES["tls_handshake"],
     ]  # fmt: skip
 
 
 def _pure_python(monkeypatch: pytest.MonkeyPatch) -> None:
     """What CONFSCOPE_PURE_PYTHON=1 selects at import, switched on in this process."""
-    import analyzer.dissect.rtp as media
+    import analyzer.dissect.rtpcolumns as media
     import analyzer.scan.groups as groups
     from analyzer import decode
     from analyzer.capture import walk
@@ -274,7 +276,7 @@ def test_grouping_identical_to_its_twin() -> None:
 
 def test_rtp_header_fields_identical_to_their_twin() -> None:
     """RTP header fields of mutated payloads posing as plain RTP and as Zoom media."""
-    import analyzer.dissect.rtp as media
+    import analyzer.dissect.rtpcolumns as media
 
     rng = np.random.default_rng(11)
     fields_seen = 0
@@ -303,7 +305,7 @@ def test_rtp_header_fields_identical_to_their_twin() -> None:
 
 def test_compiled_functions_refuse_wrong_arrays() -> None:
     """Wrong item sizes or lengths are a Python error, never a read out of bounds."""
-    import analyzer.dissect.rtp as media
+    import analyzer.dissect.rtpcolumns as media
 
     buf = np.zeros(64, np.uint8)
     off, n8 = np.zeros(3, np.int64), np.zeros(3, np.int64)

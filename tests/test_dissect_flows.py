@@ -119,6 +119,21 @@ def test_turn_channel_and_realm_messenger():
     assert f["stun_peers"]
 
 
+def test_turn_channels_surface_as_facts():
+    from analyzer.dissect.stun import parse_channel_data
+
+    _flows, d = _dissect("stun.pcap")
+    samples = _scan("stun.pcap").samples
+    seen = d.facts["turn_channels"].dropna()
+    assert len(seen) >= 1
+    for fid, channels in seen.items():
+        # The fact lists exactly the channel numbers of the flow's sampled ChannelData messages.
+        payloads = samples.loc[samples["flow_id"] == fid, "payload"]
+        expected = {cd[0] for p in payloads if (cd := parse_channel_data(bytes(p))) is not None}
+        assert set(channels) == expected and channels == sorted(channels)
+        assert "turn" in d.facts.loc[fid, "protocols"]
+
+
 def test_discord_ip_discovery_address():
     flows, d = _dissect("discord.pcap")
     f = d.facts.loc[_flow(flows, "66.22.196.173", 50004, 57955)]

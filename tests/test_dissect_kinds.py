@@ -10,7 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analyzer.dissect import dns as dns_mod
 from analyzer.dissect import kinds as K
+from analyzer.dissect import sip as sip_mod
+from analyzer.dissect import ssdp as ssdp_mod
 from analyzer.dissect.dtls import parse_dtls
 from analyzer.dissect.rtp import is_padding_only, parse_rtcp, parse_rtp
 from analyzer.dissect.stun import parse_channel_data, parse_stun, split_stun_tcp
@@ -60,9 +63,9 @@ def scalar_kind(payload: bytes, proto: int, sport: int, dport: int) -> str:
     ports = {sport, dport}
     if not payload:
         return "none"
-    sip = payload.startswith(K.SIP_PREFIXES) or bool(ports & set(K.SIP_PORTS))
+    sip = payload.startswith(sip_mod.PREFIXES) or bool(ports & set(sip_mod.PORTS))
     if proto == 17:
-        if ports & set(K.DNS_PORTS):
+        if ports & set(dns_mod.UDP_PORTS):
             return "dns"
         if parse_stun(payload):
             return "stun"
@@ -80,6 +83,8 @@ def scalar_kind(payload: bytes, proto: int, sport: int, dport: int) -> str:
             return "rtcp"
         if hdr := parse_rtp(payload):
             return "rtp_padding" if is_padding_only(hdr, payload) else "rtp"
+        if ssdp_mod.PORT in ports and ssdp_mod.parse_ssdp(payload):
+            return "ssdp"
         if sip:
             return "sip"
         if payload[0] >= 0xC0 and len(payload) >= 7 and payload[5] <= 20:

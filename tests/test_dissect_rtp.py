@@ -12,8 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer.dissect.rtp import (
-    StreamStats,
-    accumulate_streams,
     parse_rtcp,
     parse_rtp,
     payload_entropy,
@@ -58,28 +56,6 @@ def test_parse_rtp_header_fields_zoom_extension() -> None:
     assert hdr.payload_offset + hdr.payload_length == len(audio) - 19
 
 
-def test_sip_pcma_stream_is_continuous() -> None:
-    packets = [(p, t) for k, p, t in _udp("sip.pcap") if k[:2] == ("192.168.1.2", 30000)]
-    streams = accumulate_streams(packets, clock_rates={8: 8000})
-    assert list(streams) == [0x3796CB71]
-    s = streams[0x3796CB71]
-    assert s.payload_types == {8} and s.packets == 9 and s.expected == 9 and s.lost == 0
-    assert s.reordered == 0 and s.duplicates == 0 and s.clock_rate == 8000
-    assert 0 < s.jitter_ms < 50
-
-
-def test_rtp_pcapng_streams_have_no_loss() -> None:
-    by_key: dict[Key, list[tuple[bytes, int]]] = defaultdict(list)
-    for key, payload, ts in _udp("rtp.pcapng"):
-        by_key[key].append((payload, ts))
-    opus = accumulate_streams(by_key[("10.140.67.167", 55402, "148.153.85.97", 6008)], {111: 48000})
-    (s,) = opus.values()
-    assert (s.packets, s.expected, s.lost, s.reordered) == (29, 29, 0, 0)
-    assert s.payload_types == {111}
-    total = sum(len(accumulate_streams(v)) for v in by_key.values())
-    assert total == 5
-
-
 def test_srtcp_trailer_kinds_on_real_captures() -> None:
     teams = _rtcp_by_direction("teams.pcap")
     assert {srtcp_trailer_kind(v) for v in teams.values()} == {"hmac80"}
@@ -111,31 +87,6 @@ def test_parse_rtcp_compound_sr_sdes() -> None:
     assert [p.type_name for p in packets] == ["SR", "SDES"]
     assert packets[0].ssrc == 0x01000802 and packets[1].offset == packets[0].length
     assert parse_rtcp(_rtp(1, 1)) is None  # second byte 0: RTP, not RTCP
-
-
-def test_stream_stats_sequence_accounting() -> None:
-    s = StreamStats(ssrc=1, clock_rate=8000)
-    seqs = [65533, 65534, 65535, 0, 2, 1, 2, 5]  # wrap, a reorder, a duplicate, a gap of 2
-    for i, seq in enumerate(seqs):
-        s.add(parse_rtp(_rtp(seq, 160 * i)), 32, i * 20_000_000)
-    assert s.cycles == 65536
-    assert s.expected == 9  # 65533 .. 65536+5
-    assert s.packets == 8 and s.lost == 1
-    assert s.reordered == 1 and s.duplicates == 1
-
-
-def test_jitter_rfc3550() -> None:
-    steady = StreamStats(ssrc=1, clock_rate=8000)
-    for i in range(50):
-        steady.add(parse_rtp(_rtp(i, 160 * i)), 32, i * 20_000_000)
-    assert steady.jitter == pytest.approx(0.0, abs=1e-6)
-    bumpy = StreamStats(ssrc=1, clock_rate=8000)
-    # Every other packet arrives 5 ms (40 timestamp units) late: |D| alternates 40, 40, ...
-    for i in range(400):
-        late = 5_000_000 if i % 2 else 0
-        bumpy.add(parse_rtp(_rtp(i, 160 * i)), 32, i * 20_000_000 + late)
-    assert bumpy.jitter == pytest.approx(40.0, rel=1e-3)
-    assert bumpy.jitter_ms == pytest.approx(5.0, rel=1e-3)
 
 
 def test_payload_entropy_bounds() -> None:
@@ -177,4 +128,3 @@ def test_random_bytes_never_raise(data: bytes, many: list[bytes]) -> None:
         parse_rtcp(blob)
     srtcp_trailer_kind(many)
     assert 0.0 <= payload_entropy(data) <= 8.0
-    accumulate_streams([(b"\x80" + d, i) for i, d in enumerate(many)])

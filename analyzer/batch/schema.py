@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from analyzer.dissect import registry
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -110,26 +112,13 @@ FLOW_BASE = (
     ("bytes_s2c", "i64"), ("packets", "i64"), ("bytes", "i64"), ("tcp_rtt_ms", "f64"), ("community_id", "str"),
     ("encap", "str"),
 )
+# What classification adds, then the dissection facts as the protocol modules declare them
+# (analyzer/dissect/registry.py; "protocol" is the classified one above).
 FLOW_FACTS = (
     ("flow_key", "u64"), ("a_is_client", "bool"), ("app", "str"), ("app_confidence", "f64"),
     ("app_evidence", "list<str>"), ("protocol", "str"), ("hostname", "str"), ("roles", "list<str>"),
-    ("bytes_by_role", "map<str,i64>"), ("other_by_kind", "map<str,i64>"), ("protocols", "list<str>"),
-    ("sni", "str"), ("alpn", "list<str>"),
-    ("tls_version", "str"), ("cert_subject", "str"), ("cert_issuer", "str"), ("cert_sans", "list<str>"),
-    ("quic_version", "str"), ("http_host", "str"), ("stun_software", "str"), ("stun_realm", "str"),
-    ("stun_usernames", "list<str>"), ("stun_attr_types", "list<i64>"), ("stun_msg_types", "list<i64>"),
-    ("stun_classic", "bool"), ("stun_mapped", "list<addr>"), ("stun_mapped_c2s", "list<addr>"),
-    ("stun_relayed", "list<addr>"), ("stun_peers", "list<addr>"), ("stun_rtt_ms", "f64"), ("dtls_rtt_ms", "f64"),
-    ("dtls_handshake", "bool"), ("dtls_use_srtp", "bool"),
-    ("dtls_srtp_profile", "i64"), ("dtls_alpn", "str"), ("dtls_cert", "str"), ("dtls_cert_issuer", "str"),
-    ("rtp_ssrcs", "list<i64>"), ("rtp_payload_types", "list<i64>"), ("rtp_packets", "i64"),
-    ("rtcp_packets", "i64"), ("rtp_entropy", "f64"), ("srtcp_kind", "str"), ("srtp", "bool"),
-    ("zoom_generation", "str"), ("zoom_setup_version", "i64"), ("zoom_media_kinds", "list<str>"),
-    ("zoom_p2p_hello", "str"), ("sip_call_id", "str"), ("sip_user_agent", "str"), ("sip_methods", "list<str>"),
-    ("sdp_key_exchange", "list<str>"), ("sdp_media", "list<addr>"), ("sdp_rtpmap", "list<rtpmap>"),
-    ("zrtp", "bool"), ("zrtp_client", "str"),
-    ("whatsapp_prologue", "str"), ("discord_ip_discovery", "str"), ("discord_keepalive", "bool"),
-    ("dns_queries", "list<str>"), ("errors", "list<str>"),
+    ("bytes_by_role", "map<str,i64>"), ("other_by_kind", "map<str,i64>"),
+    *((name, kind) for name, kind in registry.FACT_TYPES.items() if name != "protocol"),
 )
 FLOW_GEO = (
     ("server_country", "str"), ("server_asn", "i64"), ("server_org", "str"), ("server_scope", "str"),

@@ -18,6 +18,7 @@ from analyzer.classify.apps import Attribution, DnsIndex, attribute
 from analyzer.classify.roles import ROLES, channel_role, other_by_kind, roles_of, split_bytes
 from analyzer.classify.signatures import CONTRACT_APPS, Signatures, load_signatures
 from analyzer.common.records import records as frame_records
+from analyzer.dissect import registry
 from analyzer.dissect.names import host_name
 
 __all__ = ["CONTRACT_APPS", "ROLES", "Signatures", "classify_flows", "classify_scan", "load_signatures"]
@@ -25,27 +26,9 @@ __all__ = ["CONTRACT_APPS", "ROLES", "Signatures", "classify_flows", "classify_s
 OUTPUT_COLUMNS = ("app", "app_confidence", "app_evidence", "protocol", "hostname", "roles", "bytes_by_role",
                   "other_by_kind")
 
-# Dominant payload kind -> protocol name, for flows whose samples said nothing.
-_KIND_PROTOCOL = {
-    "tls_handshake": "tls",
-    "tls_appdata": "tls",
-    "stun": "stun",
-    "turn_channel": "turn",
-    "dtls_handshake": "dtls",
-    "dtls_appdata": "dtls",
-    "rtp": "rtp",
-    "rtcp": "rtp",
-    "zrtp": "zrtp",
-    "zoom_media": "zoom",
-    "zoom_probe": "zoom",
-    "zoom_keepalive": "zoom",
-    "rtp_padding": "rtp",
-    "zoom_control": "zoom",
-    "quic_long": "quic",
-    "quic_short": "quic",
-    "dns": "dns",
-    "sip": "sip",
-}
+# Dominant payload kind -> protocol name, for flows whose samples said nothing (declared by the
+# protocol modules, analyzer/dissect/registry.py).
+_KIND_PROTOCOL: dict[str, str] = registry.KIND_LABEL
 
 
 def classify_flows(

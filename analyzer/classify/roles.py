@@ -10,29 +10,17 @@ cover goes to the channel role too, so the split always sums exactly to the flow
 
 from __future__ import annotations
 
+from analyzer.dissect import registry
+
 ROLES = ("signaling", "key_exchange", "media", "nat_traversal", "dns", "other")
 
-KIND_ROLE: dict[str, str] = {
-    "stun": "nat_traversal",
-    "turn_channel": "media",  # ChannelData relays the call's datagrams (RFC 8656 12)
-    "dtls_handshake": "key_exchange",  # DTLS-SRTP (RFC 5764) keys come out of this handshake
-    "dtls_appdata": "media",  # WebRTC data channels (SCTP over DTLS) or media in DTLS
-    "rtp": "media",
-    "rtcp": "media",
-    "zoom_media": "media",
-    # Filler on the media path that carries no audio or video (issue 13): Zoom's bandwidth
-    # probes (inner type 0x15, payload of 0x01 bytes) and keep-alives (0x0a), and RTP packets
-    # that are all padding. Their bytes are not media; `other_by_kind` says what they were.
-    "zoom_probe": "other",
-    "zoom_keepalive": "other",
-    "rtp_padding": "other",
-    "zoom_control": "media",  # in-band control of the media channel, like RTCP
-    "zrtp": "key_exchange",
-    "dns": "dns",
-}
+# The fixed role of each payload kind's bytes, declared by the protocol modules; kinds without
+# one (TCP/TLS/QUIC/SIP bytes, empty packets, unrecognised payload) take the channel role.
+KIND_ROLE: dict[str, str] = registry.KIND_ROLE
+# Filler on the media path that carries no audio or video (issue 13; role `other` in the
+# declarations of zoom.py and rtp.py): Zoom's bandwidth probes (inner type 0x15) and keep-alives
+# (0x0a), and RTP packets that are all padding. `other_by_kind` says what a flow's such bytes were.
 FILLER_KINDS = ("zoom_probe", "zoom_keepalive", "rtp_padding")
-# Kinds whose role is the flow's channel role.
-CHANNEL_KINDS = ("none", "other", "tcp", "tls_handshake", "tls_appdata", "quic_long", "quic_short", "sip")
 
 _MEDIA_PROTOCOLS = frozenset(("rtp", "srtp", "zoom", "dtls", "zrtp"))
 

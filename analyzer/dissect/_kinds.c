@@ -2,7 +2,7 @@
  *
  * kinds.py states each rule over whole columns with numpy; this file states the same rules for
  * one payload, so a chunk costs one pass instead of a hundred masked gathers. Every read goes
- * through at()/u16()/u32(), which return -1 outside [0, plen) exactly like kinds._Bytes, and the
+ * through at()/u16()/u32(), which return -1 outside [0, plen) exactly like columns.Bytes, and the
  * -1 takes part in the arithmetic the same way (tests/test_kinds_compiled.py checks equality on
  * the shared captures and on random payloads). The GIL is released for the loop.
  */
@@ -10,11 +10,24 @@
 #include <Python.h>
 #include <stdint.h>
 
+/* The kind codes of the dissector registry (analyzer/dissect/registry.py). The names below and
+ * the rule names of the two ladders are exported; kinds.py compares them with the registry at
+ * import and does not use this module when they differ (a stale build). */
 enum {
     K_NONE, K_OTHER, K_TCP, K_TLS_HANDSHAKE, K_TLS_APPDATA, K_STUN, K_TURN_CHANNEL, K_DTLS_HANDSHAKE,
     K_DTLS_APPDATA, K_RTP, K_RTCP, K_ZRTP, K_ZOOM_MEDIA, K_ZOOM_PROBE, K_ZOOM_CONTROL, K_QUIC_LONG,
-    K_QUIC_SHORT, K_DNS, K_SIP, K_ZOOM_KEEPALIVE, K_RTP_PADDING
+    K_QUIC_SHORT, K_DNS, K_SIP, K_ZOOM_KEEPALIVE, K_RTP_PADDING, K_SSDP
 };
+static const char *const KIND_NAMES[] = {
+    "none", "other", "tcp", "tls_handshake", "tls_appdata", "stun", "turn_channel", "dtls_handshake",
+    "dtls_appdata", "rtp", "rtcp", "zrtp", "zoom_media", "zoom_probe", "zoom_control", "quic_long",
+    "quic_short", "dns", "sip", "zoom_keepalive", "rtp_padding", "ssdp", NULL,
+};
+/* The rules of udp_kind() and tcp_kind(), in the order they are tried (registry rule names). */
+static const char *const UDP_RULES[] = {
+    "dns", "stun", "turn_channel", "dtls", "zrtp", "zoom_sfu", "zoom_p2p", "rtp", "ssdp", "sip", "quic", NULL,
+};
+static const char *const TCP_RULES[] = {"dns_tcp", "tls", "stun_tcp", "sip_tcp", NULL};
 
 #define STUN_COOKIE 0x2112A442LL
 #define ZRTP_COOKIE 0x5A525450LL
@@ -54,7 +67,7 @@ static int rtp_ok(const Pay *b, int64_t rel) {
     return ok && rel + hl <= plen;
 }
 
-/* kinds._rtp_padding_only: P set and the padding count covers all bytes after the header. */
+/* rtp.padding_only: P set and the padding count covers all bytes after the header. */
 static int rtp_padding_only(const Pay *b) {
     int64_t b0 = at(b, 0), plen = b->n;
     int64_t hl = 12 + 4 * (nonneg(b0) & 0x0F);
@@ -155,6 +168,16 @@ static int sip(const Pay *b, int64_t sp, int64_t dp) {
     return 0;
 }
 
+/* SSDP (ssdp.py): UDP 1900 and one of its three start lines. */
+static const char *const SSDP_PREFIXES[] = {"M-SEARCH * ", "NOTIFY * ", "HTTP/1.1 ", NULL};
+
+static int ssdp(const Pay *b, int64_t sp, int64_t dp) {
+    if (!port_in(sp, dp, 1900)) return 0;
+    for (int i = 0; SSDP_PREFIXES[i]; i++)
+        if (equals(b, 0, SSDP_PREFIXES[i], (int)strlen(SSDP_PREFIXES[i]))) return 1;
+    return 0;
+}
+
 static int udp_kind(const Pay *b, int64_t sp, int64_t dp) {
     int64_t plen = b->n, b0 = at(b, 0);
     if (port_in(sp, dp, 53) || port_in(sp, dp, 5353) || port_in(sp, dp, 5355)) return K_DNS;
@@ -190,6 +213,7 @@ static int udp_kind(const Pay *b, int64_t sp, int64_t dp) {
         if (rtcp_ok(b, 0)) return K_RTCP;
         if (rtp_ok(b, 0)) return rtp_padding_only(b) ? K_RTP_PADDING : K_RTP;
     }
+    if (ssdp(b, sp, dp)) return K_SSDP;
     if (sip(b, sp, dp)) return K_SIP;
     int64_t version = u32(b, 1), d5 = at(b, 5);
     int known = version == 0x00000001 || version == 0x6B3343CF || shr(version, 8) == 0xFF0000;
@@ -226,7 +250,7 @@ static void kinds_loop(const uint8_t *buf, int64_t buflen, const int64_t *off, c
     }
 }
 
-/* Where the RTP header of a media packet starts and what it says (media.rtp_header_fields). */
+/* Where the RTP header of a media packet starts and what it says (rtpcolumns.rtp_header_fields). */
 enum { M_AUDIO = 1, M_VIDEO = 2, M_SCREEN = 3 };
 
 static void rtp_fields_one(const Pay *b, int kind, int64_t sp, int64_t dp, int64_t *o) {
@@ -346,4 +370,40 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kinds", "Compiled payload kinds.", -1, methods};
 
-PyMODINIT_FUNC PyInit__kinds(void) { return PyModule_Create(&module); }
+static PyObject *names_tuple(const char *const *names) {
+    Py_ssize_t n = 0;
+    while (names[n]) n++;
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PyUnicode_FromString(names[i]);
+        if (s == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, s);
+    }
+    return t;
+}
+
+/* PyModule_AddObject steals the reference only on success (PyModule_Add is 3.13+). */
+static int add_names(PyObject *m, const char *name, const char *const *names) {
+    PyObject *t = names_tuple(names);
+    if (t == NULL) return -1;
+    if (PyModule_AddObject(m, name, t) < 0) {
+        Py_DECREF(t);
+        return -1;
+    }
+    return 0;
+}
+
+PyMODINIT_FUNC PyInit__kinds(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (add_names(m, "KIND_NAMES", KIND_NAMES) < 0 || add_names(m, "UDP_RULES", UDP_RULES) < 0 ||
+        add_names(m, "TCP_RULES", TCP_RULES) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

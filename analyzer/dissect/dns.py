@@ -10,6 +10,12 @@ import ipaddress
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
+
+from analyzer.dissect.columns import Bytes, port_in
+from analyzer.dissect.names import host_name
+from analyzer.dissect.spec import Dissector, FlowContext, Hook, Kind, Rule
+
 TYPE_A = 1
 TYPE_CNAME = 5
 TYPE_AAAA = 28
@@ -238,3 +244,74 @@ def answers_to_ip_names(msgs: list[DnsMessage]) -> list[IpName]:
         except Exception:
             continue
     return out
+
+
+# --- Registration: kinds, rules and facts (analyzer/dissect/registry.py) ---------------------
+
+UDP_PORTS = (53, 5353, 5355)  # DNS, mDNS (RFC 6762), LLMNR (RFC 4795)
+TCP_PORTS = (53,)  # DNS over TCP (RFC 7766)
+
+
+def _udp_rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
+    return port_in(sport, dport, UDP_PORTS)
+
+
+def _tcp_rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
+    return port_in(sport, dport, TCP_PORTS)
+
+
+def _facts(ctx: FlowContext, msgs: list[DnsMessage], ts_ns: int) -> None:
+    for msg in msgs:
+        for q in msg.questions[:4]:
+            ctx.facts.add("dns_queries", host_name(q.name))
+    for row in answers_to_ip_names(msgs):
+        name = host_name(row.name)
+        if name and len(ctx.dns_rows) >= ctx.budget.dns_rows:
+            ctx.budget.cut("dns_rows")
+        elif name:
+            ctx.dns_rows.append((row.ip, name, int(ts_ns), tuple(row.cname_chain), ctx.fid))
+
+
+def _udp(ctx: FlowContext) -> bool:
+    # The flow's ports decide (as for the payload kind); the datagrams must still parse.
+    if not ctx.meta.port_in(UDP_PORTS):
+        return False
+    msgs_ts = []
+    parsed: dict[bytes, object] = {}  # retransmitted queries/answers parse once
+    for p, t in zip(ctx.payloads, ctx.ts_ns, strict=True):
+        msg = parsed[p] if p in parsed else parsed.setdefault(p, parse_dns(p))
+        if msg is not None:
+            msgs_ts.append((msg, t))
+    if not msgs_ts:
+        return False
+    ctx.facts.proto("dns")
+    for msg, t in msgs_ts:
+        _facts(ctx, [msg], t)
+    return True
+
+
+def _tcp(ctx: FlowContext) -> bool:
+    # All three ports, as for UDP: LLMNR also answers over TCP 5355 (RFC 4795 2.4), and the
+    # messages must parse anyway. The payload kind counts TCP port 53 only (TCP_PORTS).
+    if not ctx.meta.port_in(UDP_PORTS):
+        return False
+    first_ts = {0: ctx.first_ts(0), 1: ctx.first_ts(1)}
+    found = False
+    for d in (0, 1):
+        msgs = parse_dns_tcp(ctx.streams[d])
+        if msgs:
+            ctx.facts.proto("dns")
+            _facts(ctx, msgs, first_ts[d])
+            found = True
+    return found
+
+
+DISSECTOR = Dissector(
+    name="dns",
+    kinds=(Kind("dns", 17, role="dns", control=True, label="dns"),),
+    rules=(Rule("dns", "udp", 10, ("dns",), _udp_rule), Rule("dns_tcp", "tcp", 10, ("dns",), _tcp_rule)),
+    facts=(("dns_queries", "list<str>"),),
+    labels=(("dns", 140),),
+    udp_flow=(Hook(10, _udp),),
+    tcp_flow=(Hook(10, _tcp),),
+)

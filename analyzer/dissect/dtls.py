@@ -9,7 +9,13 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
+from analyzer.decode.fields import member
 from analyzer.dissect.budget import Budget
+from analyzer.dissect.columns import Bytes
+from analyzer.dissect.names import host_name
+from analyzer.dissect.spec import Dissector, Facts, FlowContext, Hook, Kind, PacketHook, Rule
 
 RECORD_HEADER = 13
 HANDSHAKE_HEADER = 12
@@ -397,3 +403,93 @@ def certificate_names(der: bytes) -> tuple[str | None, str | None]:
         raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:  # cryptography raises many types on hostile DER; none may escape a parser
         return None, None
+
+
+# --- Registration: kinds, rules and facts (analyzer/dissect/registry.py) ---------------------
+
+HANDSHAKE_TYPES = (CT_CCS, CT_ALERT, CT_HANDSHAKE, CT_HEARTBEAT, CT_ACK)  # kind dtls_handshake
+APPDATA_TYPES = (CT_APPDATA, CT_CID)  # kind dtls_appdata
+
+
+def _rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    b0, plen = b.at(0), b.length
+    # RFC 6347 4.1: content type, version FEFF/FEFD (FEFC, 0100 pre-standard), 13-byte header.
+    # The first record must fit: Zoom's P2P probe `15 01 00 00 00 00` reads as an alert of version
+    # 0x0100, and only its length field (+11) gives it away (zoom_p2p.pcapng).
+    rec_len = b.u16(11)
+    dtls = (plen >= RECORD_HEADER) & member(b.u16(1), tuple(VERSIONS)) & (rec_len >= 0)
+    dtls &= RECORD_HEADER + rec_len <= plen
+    # RFC 9147 4: unified header 001CSLEE; only C=0, L=1 has a readable length; one record exactly.
+    uni_hl = np.where((np.maximum(b0, 0) & 0x08) != 0, 5, 4)
+    unified = (b0 >= 0) & ((b0 & 0xE0) == 0x20) & ((b0 & 0x10) == 0) & ((b0 & 0x04) != 0)
+    unified &= uni_hl + b.u16(uni_hl - 2) == plen
+    return dtls & member(b0, HANDSHAKE_TYPES), (dtls & member(b0, APPDATA_TYPES)) | unified
+
+
+def _packet(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
+    if 20 <= p[0] <= 63 and (classic_record_ok(p, 0) or unified_header(p, 0)):
+        ctx.state("dtls", list).append(p)
+        if ctx.depth == 0 and len(p) > RECORD_HEADER and p[0] == CT_HANDSHAKE:
+            # (direction, ts_ns, handshake type at +13) of the hellos, for the round trip
+            ctx.state("dtls_marks", list).append((int(d), int(ts_ns), p[RECORD_HEADER]))
+        return True
+    return False
+
+
+def _rtt(marks: list[tuple[int, int, int]], f: dict) -> None:
+    """Round trip of the DTLS handshake, like the TCP handshake's: the *first* ClientHello (a
+    retransmission can only lengthen the measure, never shorten it below the truth) to the first
+    HelloVerifyRequest (3) or ServerHello (2) sent back in the other direction."""
+    hellos = sorted((t, d) for d, t, h in marks if h == HS_CLIENT_HELLO and t)
+    if not hellos:
+        return
+    t0, d0 = hellos[0]
+    answers = [t for d, t, h in marks if h in (HS_SERVER_HELLO, HS_HELLO_VERIFY) and d != d0 and t >= t0]
+    if answers:
+        f["dtls_rtt_ms"] = (min(answers) - t0) / 1e6
+
+
+def _finish(ctx: FlowContext) -> None:
+    dgrams = ctx.scratch.get("dtls")
+    if not dgrams:
+        return
+    dt = parse_dtls_flight(dgrams, ctx.budget)
+    f = ctx.facts
+    if dt is not None:
+        _flight_facts(dt, f)
+    _rtt(ctx.scratch.get("dtls_marks", []), f)
+
+
+def _flight_facts(dt: DtlsFacts, f: Facts) -> None:
+    f.proto("dtls")
+    f["dtls_handshake"] = bool(dt.client_hello or dt.server_hello or dt.handshake_types)
+    if dt.srtp_profiles_offered or dt.srtp_profile_chosen is not None:
+        f["dtls_use_srtp"] = True
+    f.first("dtls_srtp_profile", dt.srtp_profile_chosen)
+    f.first("dtls_alpn", dt.alpn_chosen or (dt.alpn_offered[0] if dt.alpn_offered else None))
+    f.first("dtls_cert", dt.certificate_cn)
+    f.first("dtls_cert_issuer", dt.certificate_issuer_cn)
+    f.first("sni", host_name(dt.sni))
+
+
+DISSECTOR = Dissector(
+    name="dtls",
+    kinds=(
+        # DTLS-SRTP (RFC 5764) keys come out of this handshake.
+        Kind("dtls_handshake", 7, role="key_exchange", control=True, label="dtls"),
+        Kind("dtls_appdata", 8, role="media", label="dtls"),  # data channels (SCTP) or media in DTLS
+    ),
+    rules=(Rule("dtls", "udp", 40, ("dtls_handshake", "dtls_appdata"), _rule),),
+    facts=(
+        ("dtls_rtt_ms", "f64"),  # first DTLS ClientHello to the first HelloVerifyRequest/ServerHello answering it (ms)
+        ("dtls_handshake", "bool"),
+        ("dtls_use_srtp", "bool"),
+        ("dtls_srtp_profile", "i64"),
+        ("dtls_alpn", "str"),
+        ("dtls_cert", "str"),
+        ("dtls_cert_issuer", "str"),
+    ),
+    labels=(("dtls", 50),),
+    udp_packet=(PacketHook(70, _packet),),
+    udp_finish=(Hook(10, _finish),),
+)

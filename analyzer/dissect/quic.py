@@ -13,10 +13,16 @@ import hmac
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
+from analyzer.dissect.columns import Bytes, port_in
+from analyzer.dissect.names import host_name
+from analyzer.dissect.spec import MAX_LIST, Dissector, FlowContext, Hook, Kind, PacketHook, Rule
 from analyzer.dissect.tls import ClientHello, parse_client_hello_message
 
 V1 = 0x00000001
 V2 = 0x6B3343CF
+PORT = 443  # where a short header (too weak alone) or an unknown version's long header counts
 
 _SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
 _SALT_V2 = bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9")
@@ -372,3 +378,58 @@ def client_hello_from_initials(datagrams: list[bytes]) -> ClientHello | None:
         raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return None
+
+
+# --- Registration: kinds, rules and facts (analyzer/dissect/registry.py) ---------------------
+
+
+def known_version(version: int) -> bool:
+    """QUIC v1, v2 or an IETF draft (0xff0000xx)."""
+    return version in (V1, V2) or (version >> 8) == 0xFF0000
+
+
+def _rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    b0, plen = b.at(0), b.length
+    # RFC 9000 17.2: long header (form + fixed bit), DCID length <= 20; on port 443 or a known version.
+    version = b.u32(1)
+    known = (version == V1) | (version == V2) | ((version >> 8) == 0xFF0000)
+    on_port = port_in(sport, dport, (PORT,))
+    long = (b0 >= 0xC0) & (plen >= 7) & (b.at(5) >= 0) & (b.at(5) <= 20) & (on_port | known)
+    # RFC 9000 17.3: short header (form 0, fixed bit 1); too weak alone, so port 443 only.
+    short = (b0 >= 0x40) & (b0 <= 0x7F) & (plen >= 21) & on_port
+    return long, short
+
+
+def _packet(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
+    if p[0] >= 0xC0 and len(p) >= 7 and d == 0:
+        ctx.state("quic", list).append(p)
+        return True
+    return False
+
+
+def _finish(ctx: FlowContext) -> None:
+    datagrams = ctx.scratch.get("quic")
+    if not datagrams:
+        return
+    hello = client_hello_from_initials(datagrams[:8])
+    version = int.from_bytes(datagrams[0][1:5], "big")
+    if hello is None and not known_version(version):
+        return
+    f = ctx.facts
+    f.proto("quic")
+    f.first("quic_version", f"0x{version:08x}")
+    if hello is not None:
+        f.first("sni", host_name(hello.sni))
+        if hello.alpn:
+            f["alpn"] = list(hello.alpn[:MAX_LIST])
+
+
+DISSECTOR = Dissector(
+    name="quic",
+    kinds=(Kind("quic_long", 15, label="quic"), Kind("quic_short", 16, label="quic")),
+    rules=(Rule("quic", "udp", 120, ("quic_long", "quic_short"), _rule),),
+    facts=(("quic_version", "str"),),
+    labels=(("quic", 70),),
+    udp_packet=(PacketHook(100, _packet),),
+    udp_finish=(Hook(20, _finish),),
+)

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+
+from analyzer.dissect.columns import Bytes, on
+from analyzer.dissect.spec import Dissector, FlowContext, Hook, Kind, PacketHook, Rule
 
 RTCP_TYPES = {
     200: "SR",
@@ -186,253 +189,137 @@ def payload_entropy(data: bytes) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-_SEQ_MOD = 1 << 16
-_MAX_DROPOUT = 3000  # RFC 3550 A.1: a jump larger than this is not an in-order packet
+# --- Registration: kinds, rules and facts (analyzer/dissect/registry.py) ---------------------
+
+SRTP_ENTROPY_BITS = 7.0  # bits/byte over the pooled RTP payloads; codecs in clear stay lower
+
+
+def rtp_ok(b: Bytes, plen: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """An RTP header at payload offset `rel` (column rule; also used inside Zoom's media header)."""
+    # RFC 3550 5.1: V=2; 12 + 4*CC bytes, plus 4 + 4*len when X is set, must fit. RFC 5761 4: a
+    # second byte of 192-223 is RTCP, not RTP.
+    b0, b1 = b.at(rel), b.at(rel + 1)
+    ok = (b0 >> 6 == 2) & (b1 >= 0) & ~((b1 >= 192) & (b1 <= 223)) & (rel + 12 <= plen)
+    hl = 12 + 4 * (np.maximum(b0, 0) & 0x0F)
+    has_x = (np.maximum(b0, 0) & 0x10) != 0
+    ext_words = b.u16(rel + hl + 2)
+    ok &= ~has_x | (ext_words >= 0)
+    hl = np.where(has_x, hl + 4 + 4 * np.maximum(ext_words, 0), hl)
+    return ok & (rel + hl <= plen)
+
+
+def rtcp_ok(b: Bytes, plen: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """An RTCP header at payload offset `rel` (column rule)."""
+    # RFC 3550 6.4: V=2, packet type 192-223 (RFC 5761 range), 4*(length+1) bytes must fit.
+    b0, b1, words = b.at(rel), b.at(rel + 1), b.u16(rel + 2)
+    return (b0 >> 6 == 2) & (b1 >= 192) & (b1 <= 223) & (words >= 0) & (rel + 4 * (words + 1) <= plen)
+
+
+def padding_only(b: Bytes, plen: np.ndarray) -> np.ndarray:
+    """An RTP packet at offset 0 that is all padding (column rule; `is_padding_only` per packet)."""
+    # RFC 3550 5.1: P set and the last byte (the padding count) covers everything after the
+    # header, so the packet carries no payload (WebRTC's bandwidth-probe padding, RFC 4588 RTX).
+    b0 = b.at(0)
+    hl = 12 + 4 * (np.maximum(b0, 0) & 0x0F)
+    has_x = (np.maximum(b0, 0) & 0x10) != 0
+    hl = np.where(has_x, hl + 4 + 4 * np.maximum(b.u16(hl + 2), 0), hl)
+    pad = b.at(plen - 1)
+    return (b0 >= 0) & ((np.maximum(b0, 0) & 0x20) != 0) & (pad > 0) & (hl + pad == plen)
+
+
+def _rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    b0 = b.at(0)
+    v2 = (b0 >= 128) & (b0 <= 191)  # RFC 7983: RTP/RTCP range
+    rtcp = on(v2, b, lambda x, n: rtcp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
+    rtp = on(v2, b, lambda x, n: rtp_ok(x, n, np.zeros(n.shape, dtype=np.int64)))
+    return rtcp, rtp & on(rtp, b, padding_only), rtp
 
 
 @dataclass
-class StreamStats:
-    """Per-SSRC counters updated packet by packet (RFC 3550 appendix A.1 and A.8).
-
-    `clock_rate` is the RTP timestamp rate in Hz (8000 for G.711, 48000 Opus, 90000 video).
-    """
-
-    ssrc: int
-    clock_rate: int = 90000
-    packets: int = 0
-    bytes: int = 0
-    payload_types: set[int] = field(default_factory=set)
-    base_seq: int = -1
-    max_seq: int = -1
-    cycles: int = 0
-    reordered: int = 0
-    duplicates: int = 0
-    jitter: float = 0.0  # in timestamp units, as in RTCP reports
-    _last_arrival: float | None = None
-    _last_ts: int = 0
-
-    def add(self, header: RtpHeader, size: int, arrival_ns: int) -> None:
-        self.packets += 1
-        self.bytes += size
-        self.payload_types.add(header.payload_type)
-        self._update_seq(header.seq)
-        self._update_jitter(header.timestamp, arrival_ns)
-
-    def _update_seq(self, seq: int) -> None:
-        if self.max_seq < 0:
-            self.base_seq = self.max_seq = seq
-            return
-        delta = (seq - self.max_seq) % _SEQ_MOD
-        if delta == 0:
-            self.duplicates += 1
-        elif delta < _MAX_DROPOUT:
-            if seq < self.max_seq:
-                self.cycles += _SEQ_MOD
-            self.max_seq = seq
-        elif delta > _SEQ_MOD - _MAX_DROPOUT:
-            self.reordered += 1
-        else:
-            # A large jump: the source restarted its sequence. Count it from here on.
-            self.base_seq = self.max_seq = seq
-            self.cycles = 0
-
-    def _update_jitter(self, ts: int, arrival_ns: int) -> None:
-        if self.clock_rate <= 0:
-            return
-        arrival = arrival_ns * self.clock_rate / 1e9
-        if self._last_arrival is not None:
-            ts_delta = (ts - self._last_ts) % (1 << 32)
-            if ts_delta >= 1 << 31:
-                ts_delta -= 1 << 32
-            d = abs((arrival - self._last_arrival) - ts_delta)
-            self.jitter += (d - self.jitter) / 16.0
-        self._last_arrival = arrival
-        self._last_ts = ts
-
-    @property
-    def expected(self) -> int:
-        if self.max_seq < 0:
-            return 0
-        return self.cycles + self.max_seq - self.base_seq + 1
-
-    @property
-    def lost(self) -> int:
-        """Expected minus received; negative when duplicates outnumber losses (RFC 3550 A.3)."""
-        return self.expected - self.packets
-
-    @property
-    def loss_fraction(self) -> float:
-        return max(self.lost, 0) / self.expected if self.expected else 0.0
-
-    @property
-    def jitter_ms(self) -> float:
-        return self.jitter * 1000.0 / self.clock_rate if self.clock_rate > 0 else 0.0
+class _Pooled:
+    rtp: list[tuple[bytes, int]] = field(default_factory=list)
+    rtcp: dict[int, list[bytes]] = field(default_factory=lambda: {0: [], 1: []})
 
 
-def accumulate_streams(
-    packets: Iterable[tuple[bytes, int]], clock_rates: dict[int, int] | None = None, default_rate: int = 90000
-) -> dict[int, StreamStats]:
-    """(datagram, arrival_ns) pairs of one direction -> StreamStats per SSRC. Non-RTP is skipped.
+def pooled(ctx: FlowContext) -> _Pooled:
+    """The flow's RTP and RTCP datagrams kept for the pooled statistics (entropy, SRTCP trailer)."""
+    return ctx.state("rtp", _Pooled)
 
-    `clock_rates` maps a payload type to its rate; the first packet's PT picks the stream's rate.
-    """
-    rates = clock_rates or {}
-    out: dict[int, StreamStats] = {}
-    for data, arrival_ns in packets:
-        hdr = parse_rtp(data)
-        if hdr is None:
+
+def _packet(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
+    if not (128 <= p[0] <= 191 and len(p) >= 8):
+        return False
+    if is_rtcp_second_byte(p[1]):
+        if parse_rtcp(p):
+            pooled(ctx).rtcp[d].append(p)
+            return True
+    elif parse_rtp(p) is not None:
+        pooled(ctx).rtp.append((p, d))
+        return True
+    return False
+
+
+def _finish(ctx: FlowContext) -> None:
+    pool = ctx.scratch.get("rtp")
+    if pool is None or not (pool.rtp or any(pool.rtcp.values())):
+        return
+    f = ctx.facts
+    payloads: list[bytes] = []
+    for p, _d in pool.rtp:
+        h = parse_rtp(p)
+        if h is None:
             continue
-        stats = out.get(hdr.ssrc)
-        if stats is None:
-            stats = out[hdr.ssrc] = StreamStats(hdr.ssrc, rates.get(hdr.payload_type, default_rate))
-        stats.add(hdr, len(data), arrival_ns)
-    return out
+        f.add("rtp_ssrcs", h.ssrc)
+        f.add("rtp_payload_types", h.payload_type)
+        payloads.append(p[h.payload_offset :])
+    f["rtp_packets"] = f.get("rtp_packets", 0) + len(payloads)
+    f["rtcp_packets"] = sum(len(v) for v in pool.rtcp.values())
+    kinds = [srtcp_trailer_kind(v) for v in pool.rtcp.values() if len(v) >= 2]
+    kind = next((k for k in kinds if k not in (None, "none")), next((k for k in kinds if k), None))
+    f.first("srtcp_kind", kind)
+    if payloads:
+        f["rtp_entropy"] = round(payload_entropy(b"".join(payloads)), 3)
+    # RTP needs a few self-consistent packets before it counts (nDPI asks for 3 too).
+    if len(payloads) >= 2 or f["rtcp_packets"] >= 2 or (payloads and f["rtcp_packets"]):
+        f.proto("rtp")
+    if "rtp" in f.get("protocols", []):
+        f["srtp"] = _is_srtp(f)
+        if f["srtp"]:
+            f.proto("srtp")
 
 
-# -- packet columns (vectorised, for the scan's media tap) ---------------------------------------
-# Per-packet RTP header fields of whole chunks at once: numpy, with the compiled twin in
-# _kinds.c (rtp_fields); tests/test_compiled_twins.py keeps the two equal.
-from analyzer.common.compiled import load  # noqa: E402
-from analyzer.dissect.kinds import (  # noqa: E402
-    RTCP,
-    RTP,
-    ZOOM_MEDIA,
-    ZOOM_PORT_HI,
-    ZOOM_PORT_LO,
-    _Bytes,
-    _zoom_media_ok,
-    c_packet_columns,
+def _is_srtp(f: dict) -> bool:
+    if f.get("dtls_handshake") or f.get("srtcp_kind") in ("aead", "hmac80"):
+        return True
+    # Entropy alone is weak: compressed video in clear (H.263, PT 34 in rtp.pcapng) reaches 7.9
+    # bits/byte. Count it only with dynamic payload types (96-127), which WebRTC-era stacks use;
+    # legacy SIP phones with static types (PCMA 8) rarely encrypt.
+    ent = f.get("rtp_entropy")
+    pts = f.get("rtp_payload_types") or []
+    dynamic = bool(pts) and all(96 <= pt <= 127 for pt in pts)
+    return ent is not None and ent >= SRTP_ENTROPY_BITS and dynamic
+
+
+DISSECTOR = Dissector(
+    name="rtp",
+    kinds=(
+        Kind("rtp", 9, role="media", label="rtp"),
+        Kind("rtcp", 10, role="media", label="rtp"),
+        # RTP that is all padding carries no audio or video: filler, role `other` (issue 13).
+        # Added after the first kinds, so its code comes after theirs.
+        Kind("rtp_padding", 20, role="other", label="rtp"),
+    ),
+    rules=(Rule("rtp", "udp", 90, ("rtcp", "rtp_padding", "rtp"), _rule),),
+    facts=(
+        ("rtp_ssrcs", "list<i64>"),
+        ("rtp_payload_types", "list<i64>"),
+        ("rtp_packets", "i64"),
+        ("rtcp_packets", "i64"),
+        ("rtp_entropy", "f64"),
+        ("srtcp_kind", "str"),
+        ("srtp", "bool"),  # True when the RTP looks encrypted (DTLS on the flow, SRTCP trailer, entropy)
+    ),
+    labels=(("srtp", 20), ("rtp", 30)),
+    udp_packet=(PacketHook(90, _packet),),
+    udp_finish=(Hook(30, _finish),),
 )
-
-MEDIA_TYPES: tuple[str, ...] = ("unknown", "audio", "video", "screenshare", "fec")
-UNKNOWN, AUDIO, VIDEO, SCREEN, FEC = range(len(MEDIA_TYPES))
-_compiled_kinds = load("analyzer.dissect._kinds")
-
-
-def _zoom_inner(b: _Bytes, zp: np.ndarray, sp: np.ndarray, dp: np.ndarray) -> np.ndarray:
-    """Offset of the Zoom media header: SFU Gen B (UDP+8) when its check passes, else Gen A
-    (UDP+1), else P2P (UDP+0), as kinds.py decides (protocols.md 1.2)."""
-    port = ((sp >= ZOOM_PORT_LO) & (sp <= ZOOM_PORT_HI)) | ((dp >= ZOOM_PORT_LO) & (dp <= ZOOM_PORT_HI))
-    sfu = (b.at(0) == 0x05) & port
-    gen_b = sfu & (zp > 8) & np.isin(b.at(7), (0x00, 0x04)) & _zoom_media_ok(b, zp, 8)
-    gen_a = sfu & ~gen_b & _zoom_media_ok(b, zp, 1)
-    return np.where(gen_b, 8, np.where(gen_a, 1, 0)).astype(np.int64)
-
-
-RTCP_SR, RTCP_RR = 200, 201
-RTCP_MAX_BLOCKS = 31  # RFC 3550 6.4: RC is 5 bits
-
-
-def rtcp_reports(
-    buf: np.ndarray, off: np.ndarray, plen: np.ndarray, kinds: np.ndarray, sport: np.ndarray, dport: np.ndarray
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Sender reports and report blocks of the first RTCP packet of each datagram (RFC 3550 6.4;
-    a compound packet starts with its SR or RR). Plain RTCP (kind rtcp) starts at 0, Zoom's
-    RTCP (inner types 0x21-0x23, kind zoom_media) at inner+16 (protocols.md 1.3).
-
-    Returns (srs, blocks): srs has `i` (packet index), `ssrc` (sender) and `ntp_mid` (the middle
-    32 bits of the NTP timestamp, what a receiver echoes as LSR); blocks has `i`, `ssrc` (the
-    reporter), `source` (the reportee), `lsr` and `dlsr` (1/65536 s), only blocks with an LSR."""
-    n = off.shape[0]
-    rel = np.full(n, -1, np.int64)
-    rel[kinds == RTCP] = 0
-    z = np.flatnonzero(kinds == ZOOM_MEDIA)
-    if z.size:
-        b = _Bytes(buf, off[z], plen[z])
-        inner = _zoom_inner(b, plen[z], sport[z], dport[z])
-        t = b.at(inner)
-        rel[z] = np.where((t >= 0x21) & (t <= 0x23), inner + 16, -1)
-    cand = np.flatnonzero(rel >= 0)
-    b = _Bytes(buf, off[cand], plen[cand])
-    r = rel[cand]
-    b0, pt = b.at(r), b.at(r + 1)
-    words = b.u16(r + 2)
-    ssrc = b.u32(r + 4)
-    ok = (b0 >> 6 == 2) & (words >= 1) & (ssrc >= 0) & (r + 4 * (words + 1) <= plen[cand])
-    sr = ok & (pt == RTCP_SR) & (words >= 6)
-    ntp_mid = b.u32(r + 10)
-    srs = {"i": cand[sr], "ssrc": ssrc[sr], "ntp_mid": ntp_mid[sr]}
-    rc = np.where(ok, np.maximum(b0, 0) & 0x1F, 0)
-    first = np.where(pt == RTCP_SR, r + 28, r + 8)
-    has_blocks = ok & ((pt == RTCP_SR) | (pt == RTCP_RR))
-    end = r + 4 * (words + 1)
-    parts: dict[str, list[np.ndarray]] = {"i": [], "ssrc": [], "source": [], "lsr": [], "dlsr": []}
-    for k in range(int(rc[has_blocks].max()) if has_blocks.any() else 0):
-        base = first + 24 * k
-        sel = has_blocks & (rc > k) & (base + 24 <= end)
-        lsr = b.u32(base + 16)
-        sel &= lsr > 0
-        parts["i"].append(cand[sel])
-        parts["ssrc"].append(ssrc[sel])
-        parts["source"].append(b.u32(base)[sel])
-        parts["lsr"].append(lsr[sel])
-        parts["dlsr"].append(b.u32(base + 20)[sel])
-    blocks = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in parts.items()}
-    return srs, blocks
-
-
-def locate_rtp(
-    buf: np.ndarray, off: np.ndarray, plen: np.ndarray, kinds: np.ndarray, sport: np.ndarray, dport: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rtp offset in the payload or -1, media code from the Zoom header or -1, is_zoom) per packet.
-
-    Plain RTP (kind rtp) starts at 0. For Zoom media, the generation is chosen as kinds.py does:
-    SFU Gen B (inner at UDP+8) when its check passes, else Gen A (UDP+1), else P2P (UDP+0).
-    """
-    n = off.shape[0]
-    rel = np.full(n, -1, np.int64)
-    media = np.full(n, -1, np.int64)
-    rel[kinds == RTP] = 0
-    z = np.flatnonzero(kinds == ZOOM_MEDIA)
-    if z.size:
-        b = _Bytes(buf, off[z], plen[z])
-        zp = plen[z]
-        inner = _zoom_inner(b, zp, sport[z], dport[z])
-        t = b.at(inner)
-        b20 = b.at(inner + 20)
-        r = np.full(z.size, -1, np.int64)
-        m = np.full(z.size, -1, np.int64)
-        is_a, is_v = t == 0x0F, (t == 0x10) & (b20 >= 0)
-        is_s = ((t == 0x0D) & (b.at(inner + 7) == 0x1E)) | (t == 0x1E)
-        r = np.where(is_a, inner + 19, r)
-        r = np.where(is_v, np.where(b20 == 0x02, inner + 24, inner + 20), r)
-        r = np.where((t == 0x0D) & is_s, inner + 27, r)
-        r = np.where(t == 0x1E, inner + 20, r)
-        m = np.where(is_a, AUDIO, np.where(is_v, VIDEO, np.where(is_s, SCREEN, m)))
-        rel[z], media[z] = r, m
-    return rel, media, kinds == ZOOM_MEDIA
-
-
-def rtp_header_fields(
-    buf: np.ndarray, off: np.ndarray, plen: np.ndarray, kinds: np.ndarray, sport: np.ndarray, dport: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """Per media packet (kind rtp or zoom_media; `plen` already clamped to the buffer):
-    (rtp offset, header length, seq, RTP timestamp, SSRC, PT, Zoom media code, ok)."""
-    if _compiled_kinds is None:
-        return rtp_header_fields_numpy(buf, off, plen, kinds, sport, dport)
-    out = np.empty((off.shape[0], 8), np.int64)
-    _compiled_kinds.rtp_fields(*c_packet_columns(buf, off, plen, kinds, sport, dport, np.int64), out)
-    cols = tuple(out[:, j].copy() for j in range(8))
-    return (*cols[:7], cols[7].astype(bool))
-
-
-def rtp_header_fields_numpy(
-    buf: np.ndarray, off: np.ndarray, plen: np.ndarray, kinds: np.ndarray, sport: np.ndarray, dport: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """rtp_header_fields with numpy only: the reference for the compiled loop in _kinds.c."""
-    rel, zmedia, zoom = locate_rtp(buf, off, plen, kinds, sport.astype(np.int64), dport.astype(np.int64))
-    b = _Bytes(buf, off, plen)
-    relc = np.maximum(rel, 0)
-    b0, b1 = b.at(relc), b.at(relc + 1)
-    cc, has_x = np.maximum(b0, 0) & 0x0F, (np.maximum(b0, 0) & 0x10) != 0
-    hl = 12 + 4 * cc
-    ext_words = b.u16(relc + hl + 2)
-    hl = np.where(has_x, hl + 4 + 4 * np.maximum(ext_words, 0), hl)
-    seq, rts, ssrc = b.u16(relc + 2), b.u32(relc + 4), b.u32(relc + 8)
-    pt = np.maximum(b1, 0) & 0x7F
-    ok = (rel >= 0) & (b0 >> 6 == 2) & (seq >= 0) & (ssrc >= 0) & (~has_x | (ext_words >= 0))
-    ok &= relc + hl <= plen
-    # RFC 3551 / protocols.md 2.4: plain RTP PTs are 0-34 or 96-127.
-    ok &= zoom | (pt <= 34) | (pt >= 96)
-    ok &= ~zoom | (zmedia >= 0)
-    return rel, hl, seq, rts, ssrc, pt, zmedia, ok

@@ -13,7 +13,13 @@ import binascii
 import re
 from dataclasses import dataclass
 
-_METHODS = (
+import numpy as np
+
+from analyzer.dissect.columns import Bytes, port_in
+from analyzer.dissect.spec import Dissector, FlowContext, Hook, Kind, PacketHook, Rule
+
+# RFC 3261 request methods (plus RFC 3262/3265/3428/3903/3515/3311 extensions).
+METHODS = (
     "INVITE",
     "REGISTER",
     "ACK",
@@ -29,6 +35,9 @@ _METHODS = (
     "REFER",
     "UPDATE",
 )
+PORTS = (5060, 5061)  # RFC 3261: sip and sips
+# How a SIP message starts: a request method or the status line, each followed by a space.
+PREFIXES: tuple[bytes, ...] = tuple(m.encode() + b" " for m in (*METHODS, "SIP/2.0"))
 _REQUEST_RE = re.compile(r"^([A-Za-z]+) (\S+) SIP/2\.0$")
 _STATUS_RE = re.compile(r"^SIP/2\.0 (\d{3})(?: (.*))?$")
 
@@ -358,7 +367,7 @@ def _parse_at(data: bytes, start: int, stream: bool) -> tuple[SipMessage, int] |
     status = _STATUS_RE.match(first) if req is None else None
     if req is None and status is None:
         return None
-    if req is not None and req.group(1).upper() not in _METHODS:
+    if req is not None and req.group(1).upper() not in METHODS:
         return None
     headers: dict[str, list[str]] = {}
     last: str | None = None
@@ -452,3 +461,76 @@ def parse_sip_stream(data: bytes) -> list[SipMessage]:
     except Exception:
         return out
     return out
+
+
+# --- Registration: kinds, rules and facts (analyzer/dissect/registry.py) ---------------------
+
+
+def _rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
+    return b.starts_with_any(PREFIXES) | port_in(sport, dport, PORTS)
+
+
+def looks_sip(data: bytes) -> bool:
+    return data.startswith(PREFIXES)
+
+
+def _facts(ctx: FlowContext, msg: SipMessage) -> None:
+    f = ctx.facts
+    f.proto("sip")
+    f.first("sip_call_id", msg.call_id)
+    f.first("sip_user_agent", msg.user_agent or msg.server)
+    f.add("sip_methods", msg.method if msg.is_request else f"{msg.status_code}")
+    sdp = msg.sdp
+    if sdp is None:
+        return
+    if sdp.crypto or any(m.crypto for m in sdp.media):
+        f.add("sdp_key_exchange", "crypto")
+    if sdp.fingerprints or any(m.fingerprints for m in sdp.media):
+        f.add("sdp_key_exchange", "fingerprint")
+    if sdp.key_mgmt or any(m.key_mgmt for m in sdp.media):
+        f.add("sdp_key_exchange", "mikey")
+    if sdp.zrtp_hash or any(m.zrtp_hash for m in sdp.media):
+        f.add("sdp_key_exchange", "zrtp-hash")
+    default_ip = sdp.connections[0] if sdp.connections else None
+    for m in sdp.media:
+        ip = m.connection or default_ip
+        if ip and m.port:
+            f.add("sdp_media", (ip, int(m.port)))
+            for pt, enc, clock in m.rtpmap:
+                f.add("sdp_rtpmap", (ip, int(m.port), m.media, pt, enc, clock))
+
+
+def _packet(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
+    if not looks_sip(p):
+        return False
+    msg = parse_sip(p)
+    if msg is not None:
+        _facts(ctx, msg)
+    return msg is not None
+
+
+def _tcp(ctx: FlowContext) -> None:
+    c2s, s2c = ctx.streams[0], ctx.streams[1]
+    if looks_sip(c2s) or looks_sip(s2c):
+        for data in (c2s, s2c):
+            for msg in parse_sip_stream(data):
+                _facts(ctx, msg)
+
+
+DISSECTOR = Dissector(
+    name="sip",
+    kinds=(Kind("sip", 18, control=True, label="sip"),),
+    rules=(Rule("sip", "udp", 110, ("sip",), _rule), Rule("sip_tcp", "tcp", 40, ("sip",), _rule)),
+    facts=(
+        ("sip_call_id", "str"),
+        ("sip_user_agent", "str"),
+        ("sip_methods", "list<str>"),
+        ("sdp_key_exchange", "list<str>"),
+        ("sdp_media", "list<addr>"),
+        # (ip, port, media, pt, encoding, clock) per a=rtpmap of each m= section (the RTP clock per PT)
+        ("sdp_rtpmap", "list<rtpmap>"),
+    ),
+    labels=(("sip", 60),),
+    udp_packet=(PacketHook(110, _packet),),
+    tcp_flow=(Hook(60, _tcp),),
+)

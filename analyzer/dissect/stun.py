@@ -10,6 +10,11 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+import numpy as np
+
+from analyzer.dissect.columns import Bytes, on
+from analyzer.dissect.spec import Dissector, FlowContext, Hook, Kind, PacketHook, Rule, clean_text
+
 MAGIC_COOKIE = 0x2112A442
 _COOKIE_BYTES = MAGIC_COOKIE.to_bytes(4, "big")
 HEADER_LEN = 20
@@ -295,3 +300,179 @@ def _split_rfc4571(data: bytes) -> list[bytes]:
         out.append(data[pos + 2 : pos + 2 + length])
         pos += 2 + length
     return out
+
+
+# --- Registration: kinds, rules and facts (analyzer/dissect/registry.py) ---------------------
+
+# STUN messages parsed per flow: ICE keep-alives and TURN refreshes repeat the same facts, and
+# the scan keeps up to 200 control packets per direction.
+MAX_STUN_PER_FLOW = 48
+TURN_METHODS = (0x003, 0x004, 0x006, 0x007, 0x008, 0x009)  # RFC 8656: Allocate .. ChannelBind
+
+
+def _stun_rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
+    return on((b.at(0) <= 0x3F) | (b.at(0) == 0xFF), b, _stun_udp)
+
+
+def _stun_udp(b: Bytes, plen: np.ndarray) -> np.ndarray:
+    # RFC 8489 6: top two bits 0, 20-byte header + length == datagram, cookie 0x2112A442 at +4.
+    # Without the cookie (RFC 3489, Zoom 1.6): first byte 0-3 and a length that is a multiple of 4.
+    # [MS-TURN] 2.2.3: a 12-byte header starting 0xFF10 comes first; the STUN message follows.
+    ms = b.equals(0, _MS_TURN_MAGIC) & (plen >= 32)
+    base = np.where(ms, _MS_TURN_HEADER, 0).astype(np.int64)
+    t0, length = b.at(base), b.u16(base + 2)
+    head = (t0 >= 0) & ((t0 & 0xC0) == 0) & (length >= 0) & (base + HEADER_LEN + length == plen)
+    cookie = b.u32(base + 4) == MAGIC_COOKIE
+    classic = (t0 <= 3) & (length % 4 == 0)
+    return head & (cookie | classic)
+
+
+def _channel_rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
+    b0, plen = b.at(0), b.length
+    turn = (b0 >= 0x40) & (b0 <= 0x4F) & (plen >= 4)  # RFC 8656 12: channels 0x4000-0x4FFF
+    spare = plen - 4 - b.u16(2)
+    return turn & (spare >= 0) & (spare <= 3)  # padding to 4 bytes is allowed, never more
+
+
+def _stun_tcp_rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
+    b0 = b.at(0)
+    return on((b0 >= 0) & (b0 <= 0x3F), b, _stun_tcp)
+
+
+def _stun_tcp(b: Bytes, plen: np.ndarray) -> np.ndarray:
+    # TURN over TCP (RFC 8656): a STUN message with cookie at the segment start, fitting in it.
+    direct = ((b.at(0) & 0xC0) == 0) & (b.u32(4) == MAGIC_COOKIE) & (20 + b.u16(2) <= plen) & (b.u16(2) >= 0)
+    # ICE-TCP (RFC 6544 / RFC 4571): 2-byte frame length == the STUN message size.
+    frame = b.u16(0)
+    framed = ((b.at(2) & 0xC0) == 0) & (b.u32(6) == MAGIC_COOKIE) & (b.u16(4) >= 0)
+    framed &= (frame == 20 + b.u16(4)) & (2 + frame <= plen)
+    return (b.at(0) >= 0) & (direct | framed)
+
+
+def _rtt(msg: StunMessage, d: int, ts_ns: int, ctx: FlowContext) -> None:
+    """Round trip of a request (client to server) and its answer with the same transaction ID:
+    a bound on the server's distance, like the TCP handshake (geo plausibility)."""
+    if not ts_ns:
+        return
+    f = ctx.facts
+    pending = ctx.state("stun_requests", dict)
+    answer = msg.msg_class in ("success", "error") or (msg.classic and msg.msg_type in (0x0002, 0x0101, 0x0111))
+    if d == 0 and msg.msg_class == "request" and not answer:
+        pending.setdefault(msg.transaction_id, ts_ns)
+    elif d == 1 and answer and msg.transaction_id in pending:
+        rtt = (ts_ns - pending.pop(msg.transaction_id)) / 1e6
+        if rtt >= 0 and (f.get("stun_rtt_ms") is None or rtt < f["stun_rtt_ms"]):
+            f["stun_rtt_ms"] = rtt
+
+
+def stun_facts(ctx: FlowContext, p: bytes, d: int, ts_ns: int = 0) -> bool:
+    """Facts of one STUN message or ChannelData; False when `p` is neither."""
+    f = ctx.facts
+    seen = ctx.scratch.get("stun_seen", 0)
+    if seen >= MAX_STUN_PER_FLOW:
+        # Still recognise the message (so it is not read as another protocol), skip the facts.
+        return p[4:8] == _COOKIE_BYTES or parse_stun(p) is not None
+    ctx.scratch["stun_seen"] = seen + 1
+    msg = parse_stun(p)
+    if msg is None:
+        if parse_channel_data(p) is not None:
+            f.proto("turn")
+            return True
+        return False
+    f.proto("stun")
+    _rtt(msg, d, ts_ns, ctx)
+    if msg.method in TURN_METHODS or msg.channel is not None:
+        f.proto("turn")
+    f.add("stun_msg_types", msg.msg_type)
+    for t in msg.attr_types[:32]:
+        f.add("stun_attr_types", t)
+    if msg.classic:
+        f["stun_classic"] = True
+    if msg.software is not None and f.get("stun_software") is None:
+        f["stun_software"] = clean_text(msg.software)
+    if msg.realm is not None and f.get("stun_realm") is None:
+        f["stun_realm"] = clean_text(msg.realm)
+    if msg.username is not None:
+        f.add("stun_usernames", clean_text(msg.username))
+    # Responses carry the reflexive address of the side they are sent to; Zoom's cookie-less
+    # response type 0x0002 does not encode the RFC 5389 success class, so any message with a mapped
+    # address counts. The direction is kept: only an answer travelling towards the capturing host
+    # tells where that host is (the session decides which side that is). Relayed addresses
+    # (XOR-RELAYED-ADDRESS, MS-TURN's Allocate MAPPED-ADDRESS) are the relay's, never the client's.
+    if msg.msg_class == "success" or msg.classic:
+        key = "stun_mapped" if d == 1 else "stun_mapped_c2s"
+        for addr in (msg.xor_mapped, msg.mapped):
+            if addr is not None:
+                f.add(key, (addr.ip, addr.port))
+        for relayed in (msg.xor_relayed, msg.ms_relayed):
+            if relayed is not None:
+                f.add("stun_relayed", (relayed.ip, relayed.port))
+    if msg.xor_peer is not None:
+        f.add("stun_peers", (msg.xor_peer.ip, msg.xor_peer.port))
+    return True
+
+
+def _with_cookie(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
+    # ICE checks with the RFC 8489 cookie share UDP 8801 with Zoom's set-up types 0x01-0x04 (web
+    # client, protocols.md 1.8): the cookie decides before Zoom's parser.
+    return p[0] <= 3 and p[4:8] == _COOKIE_BYTES and stun_facts(ctx, p, d, ts_ns)
+
+
+def _stun_like(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
+    b0 = p[0]
+    # Classic STUN, WhatsApp's 0x08xx types and MS-TURN's 0xFF10 header.
+    return (b0 <= 3 or 0x08 <= b0 <= 0x0B or p[:2] == _MS_TURN_MAGIC) and stun_facts(ctx, p, d, ts_ns)
+
+
+def _channel_data(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
+    if not 0x40 <= p[0] <= 0x4F or ctx.depth != 0:
+        return False
+    cd = parse_channel_data(p)
+    if cd is None:
+        return False
+    ctx.facts.proto("turn")
+    ctx.facts.add("turn_channels", cd[0])
+    if ctx.packet is not None:  # the relayed datagram is dissected like any other (no timestamp)
+        ctx.packet(ctx, cd[1], d, 0)
+    return True
+
+
+def _tcp(ctx: FlowContext) -> None:
+    c2s, s2c = ctx.streams[0], ctx.streams[1]
+    if c2s[:1] in (b"\x00", b"\x01") and _COOKIE_BYTES in (c2s[4:8], c2s[6:10]):
+        for d, data in ((0, c2s), (1, s2c)):
+            for msg in split_stun_tcp(data):
+                stun_facts(ctx, msg, d)
+
+
+DISSECTOR = Dissector(
+    name="stun",
+    kinds=(
+        Kind("stun", 5, role="nat_traversal", control=True, label="stun"),
+        Kind("turn_channel", 6, role="media", label="turn"),  # ChannelData relays the call (RFC 8656 12)
+    ),
+    rules=(
+        Rule("stun", "udp", 20, ("stun",), _stun_rule),
+        Rule("turn_channel", "udp", 30, ("turn_channel",), _channel_rule),
+        Rule("stun_tcp", "tcp", 30, ("stun",), _stun_tcp_rule),
+    ),
+    facts=(
+        ("stun_software", "str"),
+        ("stun_realm", "str"),
+        ("stun_usernames", "list<str>"),
+        ("stun_attr_types", "list<i64>"),
+        ("stun_msg_types", "list<i64>"),
+        ("stun_classic", "bool"),
+        # reflexive address(es) in answers sent by the flow's server side (to the client)
+        ("stun_mapped", "list<addr>"),
+        # reflexive address(es) in answers sent by the client side (ICE checks, inbound flows)
+        ("stun_mapped_c2s", "list<addr>"),
+        ("stun_relayed", "list<addr>"),
+        ("stun_peers", "list<addr>"),
+        ("stun_rtt_ms", "f64"),  # smallest request/answer round trip seen (ms)
+        ("turn_channels", "list<i64>"),  # TURN channel numbers (RFC 8656 12) whose ChannelData the flow carries
+    ),
+    labels=(("turn", 120), ("stun", 130)),
+    udp_packet=(PacketHook(20, _with_cookie), PacketHook(40, _stun_like), PacketHook(50, _channel_data)),
+    tcp_flow=(Hook(50, _tcp),),
+)

@@ -12,6 +12,13 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
+from analyzer.decode.fields import member
+from analyzer.dissect.columns import Bytes
+from analyzer.dissect.names import host_name
+from analyzer.dissect.spec import MAX_LIST, Dissector, FlowContext, Hook, Kind, Rule
+
 HANDSHAKE_RECORD = 22
 CLIENT_HELLO = 1
 SERVER_HELLO = 2
@@ -337,3 +344,62 @@ def parse_server_handshake(data: bytes) -> ServerFacts | None:
         raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return None
+
+
+# --- Registration: kinds, rules and facts (analyzer/dissect/registry.py) ---------------------
+
+VERSION_NAMES = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
+APPDATA_RECORD = 23
+
+
+def _rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    b0, b1 = b.at(0), b.at(1)
+    # TLS record layer (RFC 8446 5.1): type 20-23, legacy version 0x03 0x00-0x04.
+    tls = member(b0, (20, 21, 22, 23)) & (b1 == 3) & (b.at(2) >= 0) & (b.at(2) <= 4)
+    return tls & (b0 == APPDATA_RECORD), tls
+
+
+def _tcp(ctx: FlowContext) -> None:
+    c2s, s2c = ctx.streams[0], ctx.streams[1]
+    # The client speaks first, unless only the server's side of the handshake was captured.
+    if not (c2s[:1] == b"\x16" or (s2c[:1] == b"\x16" and c2s[:1] in (b"", b"\x14", b"\x15", b"\x17"))):
+        return
+    hello = parse_client_hello(c2s) if c2s[:1] == b"\x16" else None
+    server = parse_server_handshake(s2c) if s2c[:1] == b"\x16" else None
+    if hello is None and server is None:
+        return
+    f = ctx.facts
+    f.proto("tls")
+    if hello is not None:
+        f.first("sni", host_name(hello.sni))
+        if hello.alpn:
+            f["alpn"] = list(hello.alpn[:MAX_LIST])
+    if server is not None:
+        f["tls_version"] = VERSION_NAMES.get(server.version, f"0x{server.version:04x}")
+        if server.alpn:
+            f["alpn"] = [server.alpn]
+        cert = server.certificate
+        if cert is not None:
+            f.first("cert_subject", cert.subject_cn)
+            f.first("cert_issuer", cert.issuer_cn)
+            if cert.sans:
+                f["cert_sans"] = list(cert.sans[:MAX_LIST])
+    elif hello is not None and hello.supported_versions:
+        f["tls_version"] = VERSION_NAMES.get(max(hello.supported_versions))
+
+
+DISSECTOR = Dissector(
+    name="tls",
+    kinds=(Kind("tls_handshake", 3, label="tls"), Kind("tls_appdata", 4, label="tls")),
+    rules=(Rule("tls", "tcp", 20, ("tls_appdata", "tls_handshake"), _rule),),
+    facts=(
+        ("sni", "str"),
+        ("alpn", "list<str>"),
+        ("tls_version", "str"),
+        ("cert_subject", "str"),
+        ("cert_issuer", "str"),
+        ("cert_sans", "list<str>"),
+    ),
+    labels=(("tls", 80),),
+    tcp_flow=(Hook(20, _tcp),),
+)

@@ -12,7 +12,12 @@ import struct
 import uuid
 from dataclasses import dataclass
 
-from analyzer.dissect.rtp import RtcpPacket, RtpHeader, parse_rtcp, parse_rtp
+import numpy as np
+
+from analyzer.decode.fields import member
+from analyzer.dissect.columns import Bytes, on, port_in
+from analyzer.dissect.rtp import RtcpPacket, RtpHeader, parse_rtcp, parse_rtp, rtcp_ok, rtp_ok
+from analyzer.dissect.spec import Dissector, FlowContext, Kind, PacketHook, Rule
 
 ZOOM_UDP_PORTS = range(8801, 8811)  # Zoom KB: UDP 8801-8810 to the multimedia routers
 
@@ -280,3 +285,130 @@ def _uuid_text(raw: bytes) -> str | None:
         return str(uuid.UUID(raw.decode("ascii")))
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+# --- Registration: kinds, rules and facts (analyzer/dissect/registry.py) ---------------------
+
+_KNOWN_SORTED = tuple(sorted(KNOWN_INNER))
+# First bytes a P2P payload (media header at UDP+0) can start with.
+P2P_FIRST = (INNER_AUDIO, INNER_VIDEO, INNER_SCREEN, INNER_P2P_SCREEN, *INNER_RTCP, INNER_PROBE, INNER_P2P_HELLO)
+
+
+def media_ok(b: Bytes, plen: np.ndarray, inner: int | np.ndarray) -> np.ndarray:
+    """Column rule: a media header at `inner` whose embedded RTP/RTCP checks out."""
+    # protocols.md 1.3: embedded RTP at inner+19 (audio), +24/+20 (video long/short form),
+    # +27 (screen share 0x0d when inner+7 == 0x1e), +20 (P2P screen share); RTCP at inner+16.
+    t = b.at(inner)
+    video_rel = np.where(b.at(inner + 20) == 0x02, inner + 24, inner + 20)
+    rtp_rel = np.full(t.shape, -1, dtype=np.int64)
+    rtp_rel = np.where(t == INNER_AUDIO, inner + 19, rtp_rel)
+    rtp_rel = np.where((t == INNER_VIDEO) & (b.at(inner + 20) >= 0), video_rel, rtp_rel)
+    rtp_rel = np.where((t == INNER_SCREEN) & (b.at(inner + 7) == INNER_P2P_SCREEN), inner + 27, rtp_rel)
+    rtp_rel = np.where(t == INNER_P2P_SCREEN, inner + 20, rtp_rel)
+    is_rtcp = (t >= INNER_RTCP[0]) & (t <= INNER_RTCP[-1])
+    rtp = (rtp_rel >= 0) & rtp_ok(b, plen, rtp_rel)
+    rtcp = is_rtcp & rtcp_ok(b, plen, np.full(t.shape, inner + 16, dtype=np.int64))
+    return rtp | rtcp
+
+
+def _sfu(b: Bytes, plen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(media, probe, keep-alive, control) masks for a payload on a Zoom SFU flow (protocols.md 1.1-1.2)."""
+    b0 = b.at(0)
+    setup = np.zeros(b0.shape, dtype=bool)
+    for t, min_len in _SETUP_MIN_LEN.items():
+        setup |= (b0 == t) & (plen >= min_len)
+    data = (b0 == SFU_MEDIA) & (plen >= 2)
+    # Generation B: 8-byte header whose +7 is the direction (0x00 up, 0x04 down); else Generation A.
+    gen_b = (plen > 8) & member(b.at(7), (0x00, 0x04))
+    media = data & ((gen_b & media_ok(b, plen, 8)) | media_ok(b, plen, 1))
+    t_b, t_a = b.at(8), b.at(1)
+    known_b = gen_b & member(t_b, _KNOWN_SORTED)
+    t_rest = np.where(known_b, t_b, np.where(member(t_a, _KNOWN_SORTED), t_a, -1))
+    probe = data & ~media & (t_rest == INNER_PROBE)
+    keepalive = data & ~media & (t_rest == INNER_KEEPALIVE)
+    control = setup | (data & ~media & ~probe & ~keepalive)
+    return media, probe, keepalive, control
+
+
+def _sfu_rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> tuple[np.ndarray, ...]:
+    b0 = b.at(0)
+    return on(port_in(sport, dport, ZOOM_UDP_PORTS) & (b0 >= 0x01) & (b0 <= SFU_MEDIA), b, _sfu)
+
+
+def _p2p(b: Bytes, plen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(media, probe, control) for Zoom's media header at UDP+0 (P2P, protocols.md 1.5)."""
+    media = b.equals(1, MEDIA_MARK) & media_ok(b, plen, 0)
+    probe = b.equals(0, P2P_PROBE_MARK) & (plen >= P2P_PROBE_MIN)
+    # 0x1f hello: 24-byte header, u32 length + IP text, u32 length + UUID, then exactly 4 zero bytes.
+    n1 = b.u32(_HELLO_HEADER)
+    n1_ok = (n1 >= 0) & (n1 <= _MAX_HELLO_FIELD)
+    n2 = b.u32(np.where(n1_ok, _HELLO_HEADER + 4 + n1, -1))
+    n2_ok = (n2 >= 0) & (n2 <= _MAX_HELLO_FIELD)
+    end = _HELLO_HEADER + 4 + n1 + 4 + n2 + 4
+    zeros = (b.at(plen - 4) == 0) & (b.at(plen - 3) == 0) & (b.at(plen - 2) == 0) & (b.at(plen - 1) == 0)
+    hello = b.equals(0, P2P_HELLO_MARK) & n1_ok & n2_ok & (end == plen) & zeros
+    return media, probe, hello
+
+
+def _p2p_rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return on(member(b.at(0), P2P_FIRST), b, _p2p)
+
+
+def _facts(ctx: FlowContext, z: ZoomPacket) -> None:
+    f = ctx.facts
+    f.proto("zoom")
+    if z.generation in ("A", "B", "p2p"):
+        f.first("zoom_generation", z.generation)
+    f.first("zoom_setup_version", z.setup_version)
+    f.add("zoom_media_kinds", z.media_kind)
+    if z.media_kind == "p2p_hello":
+        f.first("zoom_p2p_hello", z.hello_ip or "")
+    if z.rtp is not None:
+        f.add("rtp_ssrcs", z.rtp.ssrc)
+        f.add("rtp_payload_types", z.rtp.payload_type)
+        f["rtp_packets"] = f.get("rtp_packets", 0) + 1
+
+
+def _server_packet(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
+    if not (0x01 <= p[0] <= SFU_MEDIA and ctx.meta.port_in(ZOOM_UDP_PORTS)):
+        return False
+    z = parse_zoom(p, server_side=True)
+    if z is not None:
+        _facts(ctx, z)
+    return z is not None
+
+
+def _p2p_packet(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
+    if ctx.meta.port_in(ZOOM_UDP_PORTS) or len(p) < 4:
+        return False
+    z = parse_zoom(p, server_side=False)
+    if z is not None:
+        _facts(ctx, z)
+    return z is not None
+
+
+DISSECTOR = Dissector(
+    name="zoom",
+    kinds=(
+        Kind("zoom_media", 12, role="media", label="zoom"),
+        # Filler on the media path that carries no audio or video (issue 13): bandwidth probes
+        # (inner type 0x15) and keep-alives (0x0a). Their bytes are not media; the flow's
+        # `other_by_kind` says what they were. The keep-alive came later, so its code is higher.
+        Kind("zoom_probe", 13, role="other", label="zoom"),
+        Kind("zoom_keepalive", 19, role="other", label="zoom"),
+        # In-band control of the media channel, like RTCP.
+        Kind("zoom_control", 14, role="media", control=True, label="zoom"),
+    ),
+    rules=(
+        Rule("zoom_sfu", "udp", 70, ("zoom_media", "zoom_probe", "zoom_keepalive", "zoom_control"), _sfu_rule),
+        Rule("zoom_p2p", "udp", 80, ("zoom_media", "zoom_probe", "zoom_control"), _p2p_rule),
+    ),
+    facts=(
+        ("zoom_generation", "str"),
+        ("zoom_setup_version", "i64"),
+        ("zoom_media_kinds", "list<str>"),
+        ("zoom_p2p_hello", "str"),
+    ),
+    labels=(("zoom", 10),),
+    udp_packet=(PacketHook(30, _server_packet), PacketHook(80, _p2p_packet)),
+)

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from analyzer.dissect.columns import Bytes
+from analyzer.dissect.spec import Dissector, FlowContext, Kind, PacketHook, Rule
+
 MAGIC = 0x5A525450  # "ZRTP"
 PREAMBLE = 0x505A
 
@@ -115,3 +120,32 @@ def parse_zrtp(data: bytes) -> ZrtpMessage | None:
         raise  # out of memory is not bad input: never swallowed (issue 16)
     except Exception:
         return None
+
+
+# --- Registration: kinds, rules and facts (analyzer/dissect/registry.py) ---------------------
+
+
+def _rule(b: Bytes, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
+    return (b.at(0) == 0x10) & (b.u32(4) == MAGIC)  # RFC 6189 5: "ZRTP" cookie at +4
+
+
+def _packet(ctx: FlowContext, p: bytes, d: int, ts_ns: int) -> bool:
+    if not 16 <= p[0] <= 19:
+        return False
+    z = parse_zrtp(p)
+    if z is None:
+        return False
+    ctx.facts.proto("zrtp")
+    ctx.facts["zrtp"] = True
+    ctx.facts.first("zrtp_client", z.client_id)
+    return True
+
+
+DISSECTOR = Dissector(
+    name="zrtp",
+    kinds=(Kind("zrtp", 11, role="key_exchange", control=True, label="zrtp"),),
+    rules=(Rule("zrtp", "udp", 60, ("zrtp",), _rule),),
+    facts=(("zrtp", "bool"), ("zrtp_client", "str")),
+    labels=(("zrtp", 40),),
+    udp_packet=(PacketHook(60, _packet),),
+)

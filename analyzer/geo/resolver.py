@@ -190,9 +190,6 @@ class GeoResolver:
             self._cache[key] = hit
         return hit
 
-    def lookup_many(self, ips: Iterable[str]) -> dict[str, GeoResult]:
-        return {ip: self.lookup(ip) for ip in ips}
-
     def _lookup(self, ip: str) -> GeoResult:
         scope = address_scope(ip)
         if scope != PUBLIC:

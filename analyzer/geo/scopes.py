@@ -98,7 +98,3 @@ def address_scope(ip: str) -> str:
             return scope
     # Outside 2000::/3 nothing is allocated for global unicast (::/8 leftovers, 4000::/2, ...).
     return PUBLIC if addr in _GLOBAL_UNICAST else "reserved"
-
-
-def is_public(ip: str) -> bool:
-    return address_scope(ip) == PUBLIC

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from analyzer.classify.roles import ROLES as CLASSIFY_ROLES
 from analyzer.report.sanitize import to_plain
 
-ROLES: tuple[str, ...] = ("key_exchange", "media", "signaling", "nat_traversal", "dns", "other")
+# The roles of analyzer.classify.roles in reading order: what was exchanged first, then how.
+_FIRST = ("key_exchange", "media")
+ROLES: tuple[str, ...] = (*_FIRST, *(r for r in CLASSIFY_ROLES if r not in _FIRST))
 # Colour-blind-friendly (Okabe-Ito) so the map and charts read without relying on red/green.
 ROLE_COLOURS: dict[str, str] = {
     "key_exchange": "#D55E00",

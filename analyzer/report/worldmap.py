@@ -3,8 +3,8 @@ the vantage point and every remote endpoint coloured by role, key-exchange count
 
 Endpoints sit at the coordinates the report gives (flow columns server_lat/server_lon) or else at
 their country's centroid, fanned out on a small spiral so several servers in one country stay
-distinguishable. Borders come from analyzer.geo.borders, imported lazily so the report package
-still renders (without outlines) when the geo data is missing.
+distinguishable. Borders come from analyzer.geo.borders; the map still renders (without outlines
+or centroids) when the geo data files cannot be read.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 
 from analyzer.common.words import plural
+from analyzer.geo.borders import country_centroid, country_shapes
+from analyzer.geo.datafiles import iso_alpha2_names
 from analyzer.report import common
 from analyzer.report.sanitize import human_bytes, text, to_plain, visible
 
@@ -42,10 +44,6 @@ def project(lon: float, lat: float) -> tuple[float, float]:
 @cache
 def _shapes() -> dict[str, list[list[tuple[float, float]]]]:
     try:
-        from analyzer.geo.borders import country_shapes
-    except ImportError:
-        return {}
-    try:
         return country_shapes(resolution="110m")
     except (OSError, ValueError):
         return {}
@@ -53,12 +51,8 @@ def _shapes() -> dict[str, list[list[tuple[float, float]]]]:
 
 @cache
 def centroid(cc: str) -> tuple[float, float] | None:
-    """(lat, lon) of a country, None when unknown or the geo package is unavailable."""
+    """(lat, lon) of a country, None when unknown or the geo data cannot be read."""
     if not cc or cc.upper() in _NOT_COUNTRIES:
-        return None
-    try:
-        from analyzer.geo.borders import country_centroid
-    except ImportError:
         return None
     try:
         found = country_centroid(cc)
@@ -69,10 +63,6 @@ def centroid(cc: str) -> tuple[float, float] | None:
 
 @cache
 def _country_names() -> dict[str, str]:
-    try:
-        from analyzer.geo.datafiles import iso_alpha2_names
-    except ImportError:
-        return {}
     return iso_alpha2_names()
 
 

@@ -18,7 +18,7 @@ from analyzer.capture.source import CaptureSource
 from analyzer.decode import DecodeState, Fragments, PacketColumns, attribute_fragments, decode_frames
 from analyzer.decode import reasons as R
 from analyzer.decode.fields import member
-from analyzer.dissect.kinds import KIND_NAMES, payload_kinds
+from analyzer.dissect.kinds import CONTROL_KINDS, KIND_NAMES, payload_kinds
 from analyzer.scan.ecb import gather_bytes
 from analyzer.scan.flows import (
     TRANSPORT_NAMES,
@@ -32,12 +32,10 @@ from analyzer.scan.flows import (
 from analyzer.scan.groups import factorize, ranks
 from analyzer.scan.media import MediaResult, MediaTap
 
-# Low-volume kinds whose every packet (up to SAMPLE_CONTROL) dissection wants to see. TLS and QUIC
+# CONTROL_KINDS (declared by the protocol modules, analyzer/dissect/registry.py): low-volume kinds
+# whose every packet (up to SAMPLE_CONTROL) dissection wants to see. TLS and QUIC
 # handshakes are not among them: they open a flow, so the first SAMPLE_FIRST packets hold them, and
 # a long capture that reuses a 5-tuple would otherwise keep hundreds of repeated handshakes.
-CONTROL_KINDS = frozenset(
-    k for k in ("dns", "sip", "stun", "dtls_handshake", "zoom_control", "zrtp") if k in KIND_NAMES
-)
 CONTROL_CODES = tuple(sorted(KIND_NAMES.index(k) for k in CONTROL_KINDS))
 
 SAMPLE_FIRST = 10  # first packets kept per flow and direction

@@ -6,7 +6,7 @@ series, and the samples for the ECB statistic (analyzer/scan/ecb.py).
 payload kinds; it keeps a fixed set of numbers per stream (last sequence number, arrival, RTP
 timestamp, jitter, the open frame) so that chunks of any size give the same figures.
 `MediaTap.result` turns them into one row per (flow, direction, SSRC, media type). Everything per
-packet is numpy (the header fields come from analyzer/dissect/rtp.py); Python loops run over
+packet is numpy (the header fields come from analyzer/dissect/rtpcolumns.py); Python loops run over
 streams, over the seconds of a chunk or over the 16 block alignments only. At most `max_streams`
 streams are measured; later ones are counted (memory stays bounded whatever the capture holds).
 
@@ -35,7 +35,7 @@ import pandas as pd
 
 from analyzer.common.hashing import mix_columns
 from analyzer.dissect.kinds import RTCP, RTP, ZOOM_MEDIA
-from analyzer.dissect.rtp import AUDIO, FEC, MEDIA_TYPES, UNKNOWN, VIDEO, rtcp_reports, rtp_header_fields
+from analyzer.dissect.rtpcolumns import AUDIO, FEC, MEDIA_TYPES, UNKNOWN, VIDEO, rtcp_reports, rtp_header_fields
 from analyzer.scan.ecb import ecb_statistics, gather_bytes
 from analyzer.scan.groups import factorize
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.classify.roles import ROLES
 from analyzer.common.files import POLICY_MAX_BYTES, FileTooLarge, read_bounded
 from analyzer.errors import OptionError
 
-ROLES = ("signaling", "key_exchange", "media", "nat_traversal", "dns", "other")
 SEVERITY = {"key_exchange": "critical", "media": "high", "signaling": "medium"}
 UNKNOWN_COUNTRY = "ZZ"
 

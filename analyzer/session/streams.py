@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analyzer.dissect.zoom import ZOOM_UDP_PORTS
+
 SERIES_MAX_POINTS = 600  # per stream in the report; longer calls are binned coarser (Parquet keeps all)
 SERIES_COLUMNS = ("packets", "bitrate_bps", "frames", "frame_rate_fps", "lost", "jitter_ms")
 
@@ -23,7 +25,8 @@ def with_stream_ids(streams: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
     """streams plus `stream_id` (row number of the tap's table), `meeting` and `participant`.
 
     Meetings follow what the capture shows, as zoom-analysis groups them: every stream of one
-    Zoom SFU flow (server port 8801-8810) is one meeting (`sfu <server>:<port>`); any other
+    Zoom SFU flow (server port one of Zoom's multimedia-router ports, dissect/zoom.py) is one
+    meeting (`sfu <server>:<port>`); any other
     media flow is one two-party meeting of its endpoints (`p2p <a>-<b>`; a WebRTC/SIP call
     through a media server shows as the pair client-server, the capture cannot tell more).
     Participant: for Zoom, the SSRC without its low byte (a client's audio
@@ -45,7 +48,7 @@ def with_stream_ids(streams: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
     server = m["server_ip"].astype(str).to_numpy(object) + ":" + sport.astype(str).astype(object)
     client = m["client_ip"].astype(str).to_numpy(object) + ":" + cport.astype(str).astype(object)
     zoom = out["zoom"].to_numpy(bool) if "zoom" in out else np.zeros(len(out), bool)
-    sfu = zoom & (sport >= 8801) & (sport <= 8810)
+    sfu = zoom & (sport >= ZOOM_UDP_PORTS.start) & (sport < ZOOM_UDP_PORTS.stop)
     lo, hi = np.where(server < client, server, client), np.where(server < client, client, server)
     meeting = np.where(sfu, "sfu " + server, "p2p " + lo + "-" + hi)
     dirs = out["dir"].to_numpy(np.int64) if "dir" in out else np.zeros(len(out), np.int64)
