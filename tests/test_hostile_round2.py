@@ -8,9 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pty
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from analyzer.scan.parallel import WorkerCrashed, run_unordered
 from tests.conftest import real_capture
 from tests.fuzz import hostile as H
 from tests.fuzz.harness import run_measured
+from tests.terminal import run_on_pty
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -241,27 +240,7 @@ def test_visible_shows_every_invisible_class() -> None:
 
 def _pty_run(args: list[str], timeout: float = 180) -> tuple[int, bytes]:
     """Run the CLI with stdout and stderr on a pseudo-terminal, as a user would see it."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "analyzer", *args], cwd=REPO, stdout=slave, stderr=slave,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "200"})
-    os.close(slave)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=10)
-    os.close(master)
-    return proc.returncode, b"".join(chunks)
+    return run_on_pty(args, 200, timeout)
 
 
 _ESC_OR_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

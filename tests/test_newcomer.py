@@ -11,13 +11,10 @@ import csv
 import gzip
 import io
 import json
-import os
 import re
-import select
 import shutil
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +25,7 @@ from rich.console import Console
 
 from analyzer.errors import OptionError
 from tests.conftest import REAL, REPO
+from tests.terminal import run_on_pty
 
 DEMO = REPO / "captures" / "demo-zoom-call.pcap"
 ZOOM = REAL / "zoom.pcap"
@@ -253,36 +251,8 @@ def test_compressed_capture_report_folder_drops_extensions(runs, scratch: Path) 
 def _pty_run(args: list[str], columns: int) -> str:
     """Run the CLI on a pseudo-terminal `columns` wide (as a user's terminal) and return what it
     printed, escape sequences removed."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    env = {**os.environ, "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm-256color"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "analyzer", *args], stdin=slave, stdout=slave, stderr=slave, cwd=REPO, env=env,
-        close_fds=True,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 1.0)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    return ANSI.sub("", b"".join(chunks).decode("utf-8", "replace")).replace("\r\n", "\n")
+    _code, out = run_on_pty(args, columns, timeout=240, term="xterm-256color")
+    return ANSI.sub("", out.decode("utf-8", "replace")).replace("\r\n", "\n")
 
 
 @pytest.mark.skipif(not HAVE_REAL, reason="needs ../shared/captures/real/zoom.pcap")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,14 @@ def _trailer_bytes(buf: np.ndarray, off: np.ndarray, plen: np.ndarray, rel: np.n
     last = buf[np.clip(off + plen - 1, 0, max(n - 1, 0))].astype(np.int64) if n else np.zeros_like(off)
     padded = ((first & 0x20) != 0) & (plen > 0)
     return np.where(padded, last, 0) + SRTP_TAG_BYTES
+
+
+def _payloads(buf: np.ndarray, cols: Any, pk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and lengths of the packets' transport payloads in `buf`; a payload that does not
+    lie inside the chunk's bytes gets length 0, so no read can reach past it."""
+    off = cols.l4_off[pk].astype(np.int64)
+    plen = cols.l4_len[pk].astype(np.int64)
+    return off, np.where((off >= 0) & (off + plen <= buf.shape[0]), np.maximum(plen, 0), 0)
 
 
 def _signed(x: np.ndarray, bits: int) -> np.ndarray:
@@ -259,9 +268,7 @@ class MediaTap:
             return
         pk = idx[sel]
         buf = chunk.buf
-        off = cols.l4_off[pk].astype(np.int64)
-        plen = cols.l4_len[pk].astype(np.int64)
-        plen = np.where((off >= 0) & (off + plen <= buf.shape[0]), np.maximum(plen, 0), 0)
+        off, plen = _payloads(buf, cols, pk)
         k = np.asarray(kinds)[sel]
         zoom = k == ZOOM_MEDIA
         rel, hl, seq, rts, ssrc, pt, zmedia, ok = rtp_header_fields(buf, off, plen, k, cols.sport[pk], cols.dport[pk])
@@ -475,9 +482,7 @@ class MediaTap:
             return
         pk = idx[sel]
         buf = chunk.buf
-        off = cols.l4_off[pk].astype(np.int64)
-        plen = cols.l4_len[pk].astype(np.int64)
-        plen = np.where((off >= 0) & (off + plen <= buf.shape[0]), np.maximum(plen, 0), 0)
+        off, plen = _payloads(buf, cols, pk)
         srs, blocks = rtcp_reports(buf, off, plen, np.asarray(kinds)[sel], cols.sport[pk].astype(np.int64),
                                    cols.dport[pk].astype(np.int64))
         for name, rec in (("sr", srs), ("rb", blocks)):
