@@ -32,3 +32,7 @@ def shared_real() -> Path:
     if not REAL.is_dir():
         pytest.skip(f"{REAL} is absent: the tests that read real captures need ../shared")
     return REAL
+
+
+# The real-browser fixture (tests/browser.py), for every test file that checks a page.
+from tests.browser import browser  # noqa: E402, F401

@@ -13,13 +13,13 @@ import pytest
 
 from analyzer.batch.run import run_batch
 from analyzer.campaign import campaign
+from tests.browser import CHROMIUM, _load, _problems, _requests, _screenshot
 from tests.test_campaign import HOSTILE, MANIFEST, _corpus
-from tests.test_report_browser import CHROMIUM, _load, _problems, _requests, _screenshot, browser  # noqa: F401
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 
 
-def test_campaign_page_renders_offline(tmp_path: Path, browser) -> None:  # noqa: F811
+def test_campaign_page_renders_offline(tmp_path: Path, browser) -> None:
     calls = _corpus(tmp_path / "calls")
     (tmp_path / "calls" / "study.csv").write_text(MANIFEST.format(hostile=HOSTILE), encoding="utf-8")
     res = run_batch([str(tmp_path / "calls")], tmp_path / "batch", workers=2, formats=["json", "html"])
