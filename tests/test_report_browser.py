@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.report import write_reports
-from tests.browser import CHROMIUM, _DevTools, _load, _problems, _requests, _screenshot
+from tests.browser import _DevTools, _load, _problems, _requests, _screenshot
 from tests.test_report import XSS, sample_flows, sample_report
 
 
